@@ -1,0 +1,161 @@
+"""Stage 5: the user's API. `quantizer(spec, head_dim)` -> a Quantizer that validates tensors and
+launches the generated kernels (or, on a CPU without the Triton interpreter, the PyTorch path)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from . import registry, torch_path
+
+
+def _device(device) -> torch.device:
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def _names(dtypes) -> str:
+    return ", ".join(str(d).replace("torch.", "") for d in dtypes)
+
+
+class Quantizer:
+    """Compress and decompress vectors of one head dim with one spec's generated kernels.
+
+    Attributes: `spec`, `bits`, `head_dim`, `packed_dim` (bytes a row), `device`,
+    `rotation` (D x D fp32), `centroids` (2^bits fp32), `boundaries` (2^bits - 1 fp32).
+    """
+
+    def __init__(self, variant: registry.LoadedVariant, device: torch.device):
+        self._variant = variant
+        self.spec = variant.spec_name
+        self.layout = variant.layout
+        self.bits = variant.layout.bits
+        self.head_dim = variant.layout.head_dim
+        self.packed_dim = variant.layout.packed_dim
+        self.device = device
+        self.dtypes = variant.dtypes
+        self.rotation = variant.rotation.to(device)
+        self.centroids = variant.centroids.to(device)
+        self.boundaries = variant.boundaries.to(device)
+        self._slots = variant.slots().to(device)
+        self._kernels = {op: variant.kernel(op) for op in registry.OPS}
+        self._use_kernels = device.type == "cuda" or registry.is_interpreted(self._kernels["compress"])
+
+    def __repr__(self) -> str:
+        return (f"Quantizer(spec={self.spec!r}, bits={self.bits}, head_dim={self.head_dim}, "
+                f"device={str(self.device)!r}, backend={'triton' if self._use_kernels else 'torch'})")
+
+    def _on_device(self):
+        return torch.cuda.device(self.device) if self.device.type == "cuda" else contextlib.nullcontext()
+
+    # -- checks ---------------------------------------------------------------------------------
+    def _check_tensor(self, name: str, t, dtypes, shape_text: str) -> None:
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor of shape {shape_text}, got {type(t).__name__}")
+        if t.dtype not in dtypes:
+            raise TypeError(f"{name} must have dtype {_names(dtypes)}, got {_names([t.dtype])}")
+        if t.device != self.device:
+            raise ValueError(f"{name} is on {t.device}, but this quantizer is on {self.device}: all tensors "
+                             f"must be on one device (make a quantizer with device={str(t.device)!r})")
+
+    def _check_out(self, name: str, t, shape, dtype) -> None:
+        self._check_tensor(name, t, (dtype,), str(tuple(shape)))
+        if tuple(t.shape) != tuple(shape):
+            raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
+        if not t.is_contiguous():
+            raise ValueError(f"{name} must be contiguous")
+
+    def _out_dtype(self, dtype) -> torch.dtype:
+        if not isinstance(dtype, torch.dtype) or dtype not in self.dtypes:
+            raise TypeError(f"dtype must be one of torch.{', torch.'.join(_names(self.dtypes).split(', '))}, "
+                            f"got {dtype!r}")
+        return dtype
+
+    # -- ops ------------------------------------------------------------------------------------
+    def compress(self, x: torch.Tensor, out: tuple[torch.Tensor, torch.Tensor] | None = None):
+        """x (..., D) float -> (packed (..., D*bits/8) uint8, norms (..., 1) fp32)."""
+        D, P = self.head_dim, self.packed_dim
+        self._check_tensor("x", x, self.dtypes, f"(..., {D})")
+        if x.dim() == 0 or x.shape[-1] != D:
+            raise ValueError(f"x must have shape (..., {D}) for {self.spec} at head dim {D}, "
+                             f"got {tuple(x.shape)}")
+        lead = tuple(x.shape[:-1])
+        if out is None:
+            packed = torch.empty(*lead, P, dtype=torch.uint8, device=self.device)
+            norms = torch.empty(*lead, 1, dtype=torch.float32, device=self.device)
+        else:
+            if not isinstance(out, (tuple, list)) or len(out) != 2:
+                raise TypeError("out must be a (packed, norms) pair of tensors")
+            packed, norms = out
+            self._check_out("out[0] (packed)", packed, (*lead, P), torch.uint8)
+            self._check_out("out[1] (norms)", norms, (*lead, 1), torch.float32)
+        rows = x.reshape(-1, D)
+        n = rows.shape[0]
+        if n == 0:
+            return packed, norms
+        if self._use_kernels:
+            with self._on_device():
+                registry.launch(self._kernels["compress"], n, rows, self._slots, packed, norms,
+                                n, rows.stride(0), rows.stride(1))
+        else:
+            p, nr = torch_path.compress_rows(rows, self.rotation, self.boundaries, self.layout)
+            packed.view(n, P).copy_(p)
+            norms.view(n).copy_(nr)
+        return packed, norms
+
+    def decompress(self, packed: torch.Tensor, norms: torch.Tensor, *, dtype: torch.dtype = torch.float16,
+                   rotated: bool = False, out: torch.Tensor | None = None) -> torch.Tensor:
+        """(packed (..., D*bits/8) uint8, norms (..., 1) fp32) -> (..., D) in `dtype`.
+
+        rotated=False (default): the original space (inverse rotation applied in the kernel).
+        rotated=True: the rotated space, centroid * norm, as turboquant-vllm's decompress.
+        """
+        D, P = self.head_dim, self.packed_dim
+        dtype = self._out_dtype(dtype)
+        self._check_tensor("packed", packed, (torch.uint8,), f"(..., {P})")
+        if packed.dim() == 0 or packed.shape[-1] != P:
+            raise ValueError(f"packed must have shape (..., {P}) for {self.spec} at head dim {D} "
+                             f"({D}*{self.bits}/8 bytes a row), got {tuple(packed.shape)}")
+        lead = tuple(packed.shape[:-1])
+        self._check_tensor("norms", norms, (torch.float32,), f"{(*lead, 1)}")
+        if tuple(norms.shape) != (*lead, 1):
+            raise ValueError(f"norms must have shape {(*lead, 1)} to match packed {tuple(packed.shape)}, "
+                             f"got {tuple(norms.shape)}")
+        if not isinstance(rotated, bool):
+            raise TypeError(f"rotated must be True or False, got {rotated!r}")
+        if out is None:
+            out = torch.empty(*lead, D, dtype=dtype, device=self.device)
+        else:
+            self._check_out("out", out, (*lead, D), dtype)
+        rows = packed.reshape(-1, P).contiguous()
+        row_norms = norms.reshape(-1).contiguous()
+        n = rows.shape[0]
+        if n == 0:
+            return out
+        if self._use_kernels:
+            op = "decompress_rotated" if rotated else "decompress"
+            args = (rows, row_norms, out) if rotated else (rows, row_norms, self._slots, out)
+            with self._on_device():
+                registry.launch(self._kernels[op], n, *args, n)
+        else:
+            result = torch_path.decompress_rows(rows, row_norms, self.rotation, self.centroids, self.layout,
+                                                dtype, rotated)
+            out.view(n, D).copy_(result)
+        return out
+
+
+def quantizer(spec: str, head_dim: int, device=None) -> Quantizer:
+    """The Quantizer for a generated spec at one head dim, on `device` (default: cuda if present, else cpu).
+
+    Raises VariantNotFound (a LookupError) naming what exists when the spec or head dim is unknown.
+    """
+    if not isinstance(spec, str):
+        raise TypeError(f"spec must be a spec name such as 'tq4', got {type(spec).__name__}")
+    if not isinstance(head_dim, int) or isinstance(head_dim, bool):
+        raise TypeError(f"head_dim must be an int, got {head_dim!r}")
+    return Quantizer(registry.load_variant(spec, head_dim), _device(device))

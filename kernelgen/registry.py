@@ -1,0 +1,187 @@
+"""Stage 4: find generated variants, verify them, load their kernels, launch them.
+
+Search order for a spec name (the first folder that has it wins):
+  1. folders added with `add_kernel_path`, the latest first;
+  2. the folders in $KERNELGEN_PATH (os.pathsep-separated), in order;
+  3. the generated/ folder shipped with kernelgen.
+Each folder holds one sub-folder per spec with a manifest.json (see manifest.py).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from .layout import PackLayout, next_pow2
+from .manifest import MANIFEST_NAME, Manifest, VariantEntry, constants_digest, sha256
+
+ENV_PATH = "KERNELGEN_PATH"
+MAX_ROW_BUCKET = 1 << 20
+OPS = ("compress", "decompress", "decompress_rotated")
+
+_added_paths: list[Path] = []
+_lock = threading.Lock()
+
+
+class VariantNotFound(LookupError):
+    """No generated kernels for the asked spec name or head dim."""
+
+
+class CorruptVariant(RuntimeError):
+    """A generated file does not match its manifest's hash."""
+
+
+def shipped_dir() -> Path:
+    """generated/ installed inside the package, or generated/ of a source checkout."""
+    here = Path(__file__).resolve().parent
+    installed = here / "generated"
+    return installed if installed.is_dir() else here.parent / "generated"
+
+
+def add_kernel_path(folder: str | os.PathLike) -> None:
+    """Search `folder` (output of `kernelgen build --out folder`) before every other place."""
+    path = Path(folder).resolve()
+    if not path.is_dir():
+        raise FileNotFoundError(f"kernel path {str(path)!r} is not a folder")
+    with _lock:
+        if path in _added_paths:
+            _added_paths.remove(path)
+        _added_paths.append(path)
+
+
+def kernel_paths() -> list[Path]:
+    """The folders searched, in order."""
+    env = [Path(p).resolve() for p in os.environ.get(ENV_PATH, "").split(os.pathsep) if p]
+    return [*reversed(_added_paths), *env, shipped_dir()]
+
+
+def _manifests() -> dict[str, tuple[Path, Manifest]]:
+    found: dict[str, tuple[Path, Manifest]] = {}
+    for root in kernel_paths():
+        if not root.is_dir():
+            continue
+        for manifest_path in sorted(root.glob(f"*/{MANIFEST_NAME}")):
+            manifest = Manifest.read(manifest_path.parent)
+            found.setdefault(manifest.spec_name, (manifest_path.parent, manifest))
+    return found
+
+
+def available() -> dict[str, tuple[int, ...]]:
+    """Spec name -> head dims, over every searched folder."""
+    return {name: tuple(v.head_dim for v in m.variants) for name, (_, m) in sorted(_manifests().items())}
+
+
+def row_bucket(n_rows: int) -> int:
+    """The autotune key of a row count: the next power of two, capped at MAX_ROW_BUCKET."""
+    return min(next_pow2(max(1, n_rows)), MAX_ROW_BUCKET)
+
+
+@dataclass(frozen=True)
+class LoadedVariant:
+    spec_name: str
+    folder: Path
+    manifest: Manifest
+    entry: VariantEntry
+    layout: PackLayout
+    module: ModuleType
+    rotation: torch.Tensor  # (D, D) fp32, CPU
+    centroids: torch.Tensor  # (2^bits,) fp32, CPU
+    boundaries: torch.Tensor  # (2^bits - 1,) fp32, CPU
+
+    @property
+    def dtypes(self) -> tuple[torch.dtype, ...]:
+        return tuple(getattr(torch, name) for name in self.manifest.dtypes)
+
+    def kernel(self, op: str):
+        return getattr(self.module, self.entry.kernels[op])
+
+    def slots(self) -> torch.Tensor:
+        """The rotation split into strided slots, zero padded: (g, DIM_PAD, SLOT_PAD) fp32.
+        slots[j, k, n] = rotation[g*n + j, k]."""
+        lay = self.layout
+        g = lay.codes_per_group
+        out = torch.zeros(g, lay.dim_pad, lay.slot_pad, dtype=torch.float32)
+        for j in range(g):
+            out[j, : lay.head_dim, : lay.groups] = self.rotation[j::g, :].T
+        return out
+
+
+def _verified_bytes(path: Path, expected: str) -> bytes:
+    data = path.read_bytes()
+    if sha256(data) != expected:
+        raise CorruptVariant(f"{path}: content does not match its manifest (sha256 {sha256(data)[:12]}…, "
+                             f"manifest says {expected[:12]}…); rebuild with `kernelgen build`")
+    return data
+
+
+@functools.lru_cache(maxsize=None)
+def _load(folder: Path, spec_name: str, head_dim: int) -> LoadedVariant:
+    manifest = Manifest.read(folder)
+    entry = next(v for v in manifest.variants if v.head_dim == head_dim)
+    module_path = folder / entry.module
+    _verified_bytes(module_path, entry.module_sha256)
+    module_name = f"kernelgen._generated.{spec_name}_d{head_dim}_{entry.module_sha256[:12]}"
+    spec = importlib.util.spec_from_file_location(module_name, module_path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module  # triton reads the kernel's source through its module
+    spec.loader.exec_module(module)
+
+    rotation_bytes = (folder / entry.rotation).read_bytes()
+    centroids, boundaries = tuple(module.CENTROIDS), tuple(module.BOUNDARIES)
+    digest = constants_digest(rotation_bytes, centroids, boundaries)
+    if digest != entry.constants_sha256:
+        raise CorruptVariant(f"{folder / entry.rotation}: rotation or codebook does not match the manifest's "
+                             "constants hash; rebuild with `kernelgen build`")
+    rotation = torch.frombuffer(bytearray(rotation_bytes), dtype=torch.float32).reshape(head_dim, head_dim)
+    return LoadedVariant(
+        spec_name=spec_name, folder=folder, manifest=manifest, entry=entry,
+        layout=PackLayout(manifest.bits, head_dim), module=module, rotation=rotation,
+        centroids=torch.tensor(centroids, dtype=torch.float32),
+        boundaries=torch.tensor(boundaries, dtype=torch.float32),
+    )
+
+
+def load_variant(spec_name: str, head_dim: int) -> LoadedVariant:
+    """The verified variant for (spec, head dim); VariantNotFound lists what exists."""
+    manifests = _manifests()
+    if spec_name not in manifests:
+        known = ", ".join(sorted(manifests)) or "none"
+        raise VariantNotFound(f"no generated kernels for spec {spec_name!r}; available specs: {known} "
+                              f"(searched: {', '.join(map(str, kernel_paths()))})")
+    folder, manifest = manifests[spec_name]
+    dims = [v.head_dim for v in manifest.variants]
+    if head_dim not in dims:
+        raise VariantNotFound(f"spec {spec_name!r} has no head dim {head_dim}; available: "
+                              f"{', '.join(map(str, dims))} (add it to the spec's head_dims and rebuild)")
+    return _load(folder, spec_name, head_dim)
+
+
+def is_interpreted(kernel) -> bool:
+    """True when the kernels were defined under TRITON_INTERPRET=1 (numpy on the CPU)."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    return isinstance(getattr(kernel, "fn", kernel), InterpretedFunction)
+
+
+def launch(kernel, n_rows: int, *args) -> None:
+    """Launch one generated kernel over n_rows rows. `args` are all arguments before ROW_BUCKET.
+
+    Under the interpreter nothing can be benchmarked, so the spec's first config runs
+    directly; on a GPU the autotuner picks the config for the row bucket.
+    """
+    bucket = row_bucket(n_rows)
+    if is_interpreted(kernel):
+        config = kernel.configs[0]
+        block = config.kwargs["BLOCK_ROWS"]
+        kernel.fn[(-(-n_rows // block),)](*args, bucket, **config.kwargs,
+                                          num_warps=config.num_warps, num_stages=config.num_stages)
+        return
+    kernel[lambda meta: (-(-n_rows // meta["BLOCK_ROWS"]),)](*args, bucket)

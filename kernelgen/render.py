@@ -1,0 +1,161 @@
+"""Stage 3: a validated Spec -> files in generated/<spec name>/ (Jinja templates + constants).
+
+For each head dim: one Python module of Triton kernels and one raw fp32 rotation.
+A manifest, written last, lists them with their hashes. Output is a pure function
+of the spec, the templates and the generator version; writes are atomic per file,
+files of variants the spec no longer lists are removed, and `check` writes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from . import __version__
+from .constants import haar_rotation, lloyd_max
+from .layout import PackLayout
+from .manifest import MANIFEST_NAME, Manifest, VariantEntry, constants_digest, sha256
+from .spec import Spec
+
+
+def template_dir() -> Path:
+    """The templates installed inside the package, or templates/ of a source checkout."""
+    here = Path(__file__).resolve().parent
+    installed = here / "templates"
+    return installed if installed.is_dir() else here.parent / "templates"
+
+
+def _fp(value: float) -> str:
+    """A float literal that reads back to exactly the same (fp32-representable) value."""
+    text = repr(float(value))
+    return "0.0" if text == "-0.0" else text
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir())),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["fp"] = _fp
+    return env
+
+
+def kernel_names(spec: Spec, head_dim: int) -> dict[str, str]:
+    stem = f"{spec.name}_d{head_dim}"
+    return {"compress": f"{stem}_compress", "decompress": f"{stem}_decompress",
+            "decompress_rotated": f"{stem}_decompress_rotated"}
+
+
+def _lookup_levels(centroids: tuple[float, ...]) -> list[dict]:
+    """A select tree over the code's bits: level l picks between pairs on bit l."""
+    names = [_fp(c) for c in centroids]
+    levels = []
+    level = 0
+    while len(names) > 1:
+        pairs = [{"out": f"v{level}_{i}", "low": names[2 * i], "high": names[2 * i + 1]}
+                 for i in range(len(names) // 2)]
+        levels.append({"mask": 1 << level, "pairs": pairs})
+        names = [p["out"] for p in pairs]
+        level += 1
+    return levels
+
+
+def spec_display_path(spec: Spec, root: Path) -> str:
+    """The spec's path as headers write it: relative to `root`, the folder that holds generated/,
+    so the output does not depend on the working folder of the build."""
+    try:
+        return Path(os.path.relpath(Path(spec.source).resolve(), Path(root).resolve())).as_posix()
+    except ValueError:  # another drive on Windows
+        return Path(spec.source).name
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    name: str
+    data: bytes
+
+
+def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
+    """All files of one spec's folder, in memory; the manifest comes last."""
+    env = _environment()
+    template = env.get_template("variant.py.j2")
+    spec_path = spec_display_path(spec, root)
+    files: list[RenderedFile] = []
+    entries = []
+    for head_dim in spec.head_dims:
+        layout = PackLayout(spec.bits, head_dim)
+        codebook = lloyd_max(spec.bits, head_dim, spec.codebook)
+        rotation = haar_rotation(head_dim, spec.rotation.seed)
+        rotation_bytes = rotation.numpy().astype("<f4").tobytes()
+        names = kernel_names(spec, head_dim)
+        source = template.render(
+            version=__version__, spec=spec, spec_path=spec_path, spec_hash=spec.digest(),
+            layout=layout, codebook=codebook, names=names, lookup=_lookup_levels(codebook.centroids),
+            configs=spec.autotune.configs(),
+            tune_key='["ROW_BUCKET"]' if spec.autotune.key == "row_bucket" else "[]",
+        )
+        module = f"{spec.name}_d{head_dim}.py"
+        rot_file = f"{spec.name}_d{head_dim}.rotation.f32"
+        files += [RenderedFile(module, source.encode()), RenderedFile(rot_file, rotation_bytes)]
+        entries.append(VariantEntry(
+            head_dim=head_dim, module=module, module_sha256=sha256(source.encode()), rotation=rot_file,
+            constants_sha256=constants_digest(rotation_bytes, codebook.centroids, codebook.boundaries),
+            kernels=names))
+    manifest = Manifest(spec_name=spec.name, spec_path=spec_path, spec_sha256=spec.digest(),
+                        generator_version=__version__, bits=spec.bits, dtypes=spec.dtypes,
+                        variants=tuple(entries))
+    files.append(RenderedFile(MANIFEST_NAME, manifest.to_json().encode()))
+    return files
+
+
+@dataclass
+class BuildPlan:
+    folder: Path
+    files: list[RenderedFile]
+    changed: list[Path]  # files that would be written because they differ or are missing
+    stale: list[Path]  # files of the folder the spec no longer produces
+
+
+def plan_build(spec: Spec, out_dir: Path) -> BuildPlan:
+    folder = Path(out_dir) / spec.name
+    files = render_spec(spec, Path(out_dir).resolve().parent)
+    changed = [folder / f.name for f in files
+               if not (folder / f.name).is_file() or (folder / f.name).read_bytes() != f.data]
+    wanted = {f.name for f in files}
+    stale = sorted(p for p in folder.iterdir() if p.is_file() and p.name not in wanted) if folder.is_dir() else []
+    return BuildPlan(folder, files, changed, stale)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write a temporary file beside `path`, then rename it over `path`: never a half-written file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; generated files are ordinary files
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def apply_build(plan: BuildPlan) -> None:
+    """Write what changed (manifest last, so it never names a file not yet written), drop stale files."""
+    plan.folder.mkdir(parents=True, exist_ok=True)
+    changed = set(plan.changed)
+    for rendered in plan.files:  # the manifest is the last entry of plan.files
+        path = plan.folder / rendered.name
+        if path in changed:
+            _write_atomic(path, rendered.data)
+    for path in plan.stale:
+        path.unlink()
