@@ -44,7 +44,8 @@ class Quantizer:
         self.boundaries = variant.boundaries.to(device)
         self._slots = variant.slots().to(device)
         self._kernels = {op: variant.kernel(op) for op in registry.OPS}
-        self._use_kernels = device.type == "cuda" or registry.is_interpreted(self._kernels["compress"])
+        self._interpreted = registry.is_interpreted(self._kernels["compress"])
+        self._use_kernels = device.type == "cuda" or self._interpreted
 
     def __repr__(self) -> str:
         return (f"Quantizer(spec={self.spec!r}, bits={self.bits}, head_dim={self.head_dim}, "
@@ -139,9 +140,15 @@ class Quantizer:
             return out
         if self._use_kernels:
             op = "decompress_rotated" if rotated else "decompress"
-            args = (rows, row_norms, out) if rotated else (rows, row_norms, self._slots, out)
+            # Triton 3.6's interpreter truncates fp32 -> bf16 instead of rounding to nearest even as the
+            # GPU does; under it, bf16 output goes through an fp32 buffer and torch's (correct) cast.
+            via_fp32 = dtype == torch.bfloat16 and self._interpreted
+            target = torch.empty(out.shape, dtype=torch.float32, device=self.device) if via_fp32 else out
+            args = (rows, row_norms, target) if rotated else (rows, row_norms, self._slots, target)
             with self._on_device():
                 registry.launch(self._kernels[op], n, *args, n)
+            if via_fp32:
+                out.copy_(target)
         else:
             result = torch_path.decompress_rows(rows, row_norms, self.rotation, self.centroids, self.layout,
                                                 dtype, rotated)

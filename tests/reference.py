@@ -1,0 +1,46 @@
+"""An independent plain-PyTorch reference of both ops, in float64, for the tests.
+
+It shares no code with kernelgen: packing goes through an explicit bit stream
+(each code's bits, most significant first, eight to a byte) instead of the
+library's shift-and-or words.
+"""
+
+import torch
+
+
+def codes_of(x: torch.Tensor, rotation: torch.Tensor, boundaries: torch.Tensor):
+    """(n, D) floats -> (rotated unit vectors (n, D) float64, codes (n, D) int64, norms (n,) float64)."""
+    x = x.double()
+    norms = torch.linalg.vector_norm(x, dim=1)
+    y = (x / (norms[:, None] + 1e-10)) @ rotation.double().T
+    codes = (y[..., None] >= boundaries.double()).sum(-1)  # number of boundaries <= y
+    return y, codes, norms
+
+
+def pack_bitstream(codes: torch.Tensor, bits: int) -> torch.Tensor:
+    n, d = codes.shape
+    stream = torch.stack([(codes >> (bits - 1 - i)) & 1 for i in range(bits)], dim=-1).reshape(n, d * bits)
+    weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.int64)
+    return (stream.reshape(n, d * bits // 8, 8) * weights).sum(-1).to(torch.uint8)
+
+
+def unpack_bitstream(packed: torch.Tensor, bits: int, dim: int) -> torch.Tensor:
+    n = packed.shape[0]
+    b = packed.to(torch.int64)
+    stream = torch.stack([(b >> (7 - i)) & 1 for i in range(8)], dim=-1).reshape(n, -1)
+    weights = torch.tensor([1 << (bits - 1 - i) for i in range(bits)], dtype=torch.int64)
+    return (stream.reshape(n, dim, bits) * weights).sum(-1)
+
+
+def compress(x, rotation, boundaries, bits):
+    """-> (packed (n, D*bits/8) uint8, norms (n,) float64, codes, rotated values y)."""
+    y, codes, norms = codes_of(x, rotation, boundaries)
+    return pack_bitstream(codes, bits), norms, codes, y
+
+
+def decompress(packed, norms, rotation, centroids, bits, dim, rotated, dtype):
+    codes = unpack_bitstream(packed, bits, dim)
+    if rotated:  # centroid * norm in fp32, then the cast: what turboquant-vllm computes
+        return (centroids.float()[codes] * norms.float()[:, None]).to(dtype)
+    values = centroids.double()[codes] * norms.double()[:, None]
+    return values @ rotation.double()

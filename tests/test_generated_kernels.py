@@ -1,0 +1,118 @@
+"""The generated-kernel matrix: every (spec, head dim, op, dtype) in generated/ x row counts,
+against the float64 reference in tests/reference.py.
+
+Promises, as asserted:
+- norms equal the reference to fp32 rounding (rtol 1e-5);
+- codes equal the reference except at most CODE_FLIP_FRACTION of them, each flip to an adjacent
+  code and only where the reference value lies within BOUNDARY_SLACK of a boundary;
+- rotated-space decompress is exact (centroid * norm in fp32, then the cast);
+- original-space decompress within the output dtype's rounding (DECOMPRESS_RTOL);
+- the round trip's mean squared error matches the codebook's theoretical distortion.
+"""
+
+import pytest
+import torch
+
+import kernelgen
+from kernelgen import constants, registry
+from kernelgen.manifest import Manifest
+
+import reference
+
+CODE_FLIP_FRACTION = 1e-3
+BOUNDARY_SLACK = 2e-5  # |y - boundary| in the rotated unit space (y ~ N(0, 1/D))
+DECOMPRESS_RTOL = {torch.float16: 2e-3, torch.bfloat16: 1e-2, torch.float32: 2e-5}
+
+
+def _variants():
+    found = []
+    for folder in sorted(p for p in registry.shipped_dir().iterdir() if (p / "manifest.json").is_file()):
+        manifest = Manifest.read(folder)
+        for entry in manifest.variants:
+            found.append((manifest.spec_name, entry.head_dim, manifest.dtypes, manifest))
+    return found
+
+
+VARIANTS = _variants()
+BLOCKS = sorted({c.kwargs["BLOCK_ROWS"] for s, d, _, _ in VARIANTS
+                 for c in registry.load_variant(s, d).kernel("compress").configs}) if VARIANTS else [64]
+ROWS = [1, 37, 3 * max(BLOCKS) + 5]  # one row; no multiple of any block size; several blocks
+assert all(37 % b for b in BLOCKS)
+
+CASES = [pytest.param(s, d, dt, n, id=f"{s}-d{d}-{dt}-rows{n}")
+         for s, d, dtypes, _ in VARIANTS for dt in dtypes for n in ROWS]
+
+
+def test_matrix_is_not_empty():
+    assert VARIANTS, "generated/ holds no variants"
+    assert {"tq4"} <= {s for s, *_ in VARIANTS}
+
+
+def _check_codes(codes, ref_codes, y, boundaries):
+    diff = codes - ref_codes
+    flips = diff != 0
+    assert diff.abs().max() <= 1, "a code differs from the reference by more than one level"
+    assert flips.float().mean() <= CODE_FLIP_FRACTION or flips.sum() <= 1, \
+        f"{int(flips.sum())} of {flips.numel()} codes differ from the reference"
+    if flips.any():
+        gap = (y[flips][:, None] - boundaries.double()[None, :]).abs().min(dim=1).values
+        assert gap.max() <= BOUNDARY_SLACK, f"a code flipped {gap.max():.2e} away from any boundary"
+
+
+@pytest.mark.parametrize("spec,head_dim,dtype,rows", CASES)
+def test_compress_matches_reference(spec, head_dim, dtype, rows, device, gen):
+    q = kernelgen.quantizer(spec, head_dim, device=device)
+    dt = getattr(torch, dtype)
+    x = (torch.randn(rows, head_dim, generator=gen) * torch.rand(rows, 1, generator=gen) * 4).to(dt)
+    packed = torch.full((rows, q.packed_dim), 0xA5, dtype=torch.uint8, device=device)  # poison
+    norms = torch.full((rows, 1), float("nan"), device=device)
+    q.compress(x.to(device), out=(packed, norms))
+
+    ref_packed, ref_norms, ref_codes, y = reference.compress(x, q.rotation.cpu(), q.boundaries.cpu(), q.bits)
+    torch.testing.assert_close(norms.cpu().double().view(-1), ref_norms, rtol=1e-5, atol=1e-6)
+    codes = reference.unpack_bitstream(packed.cpu(), q.bits, head_dim)
+    _check_codes(codes, ref_codes, y, q.boundaries.cpu())
+
+
+@pytest.mark.parametrize("spec,head_dim,dtype,rows", CASES)
+def test_decompress_rotated_is_exact(spec, head_dim, dtype, rows, device, gen):
+    q = kernelgen.quantizer(spec, head_dim, device=device)
+    dt = getattr(torch, dtype)
+    packed = torch.randint(0, 256, (rows, q.packed_dim), generator=gen, dtype=torch.uint8)
+    norms = torch.rand(rows, 1, generator=gen) * 10
+    out = torch.full((rows, head_dim), float("nan"), dtype=dt, device=device)
+    q.decompress(packed.to(device), norms.to(device), dtype=dt, rotated=True, out=out)
+    expected = reference.decompress(packed, norms.view(-1), q.rotation.cpu(), q.centroids.cpu(), q.bits,
+                                    head_dim, rotated=True, dtype=dt)
+    assert torch.equal(out.cpu(), expected)
+
+
+@pytest.mark.parametrize("spec,head_dim,dtype,rows", CASES)
+def test_decompress_matches_reference(spec, head_dim, dtype, rows, device, gen):
+    q = kernelgen.quantizer(spec, head_dim, device=device)
+    dt = getattr(torch, dtype)
+    packed = torch.randint(0, 256, (rows, q.packed_dim), generator=gen, dtype=torch.uint8)
+    norms = torch.rand(rows, 1, generator=gen) * 10
+    out = torch.full((rows, head_dim), float("nan"), dtype=dt, device=device)
+    q.decompress(packed.to(device), norms.to(device), dtype=dt, out=out)
+    expected = reference.decompress(packed, norms.view(-1), q.rotation.cpu(), q.centroids.cpu(), q.bits,
+                                    head_dim, rotated=False, dtype=dt)
+    got = out.cpu().double()
+    assert not got.isnan().any(), "some outputs were never written"
+    scale = expected.abs().max(dim=1, keepdim=True).values
+    err = ((got - expected).abs() / scale).max()
+    assert err <= DECOMPRESS_RTOL[dt], f"max error {err:.2e} of the row's largest value"
+
+
+@pytest.mark.parametrize("spec,head_dim,manifest", [
+    pytest.param(s, d, m, id=f"{s}-d{d}") for s, d, _, m in VARIANTS])
+def test_round_trip_mse_matches_codebook_distortion(spec, head_dim, manifest, device, gen):
+    q = kernelgen.quantizer(spec, head_dim, device=device)
+    x = torch.randn(ROWS[-1] * 4, head_dim, generator=gen)
+    packed, norms = q.compress(x.to(device))
+    x_hat = q.decompress(packed, norms, dtype=torch.float32).cpu()
+    mse = (((x_hat - x) ** 2).sum(1) / (x ** 2).sum(1)).mean().item()
+    codebook = constants.Codebook(tuple(q.centroids.tolist()), tuple(q.boundaries.tolist()), 0)
+    # The real law of a rotated coordinate is the Beta law, whatever law the codebook was fit to.
+    theory = constants.expected_mse(codebook, "beta", head_dim)
+    assert abs(mse - theory) <= 0.05 * theory, f"round-trip MSE {mse:.5f}, codebook predicts {theory:.5f}"

@@ -1,0 +1,230 @@
+"""The user's API: kernelgen.quantizer(...).compress / .decompress, its checks and its lookups."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import kernelgen
+from kernelgen import registry, torch_path
+from kernelgen.cli import main
+
+import reference
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def q(device):
+    return kernelgen.quantizer("tq4", 128, device=device)
+
+
+def test_attributes_describe_the_variant(q):
+    assert (q.bits, q.head_dim, q.packed_dim) == (4, 128, 64)
+    assert q.rotation.shape == (128, 128) and q.rotation.dtype == torch.float32
+    assert q.centroids.shape == (16,) and q.boundaries.shape == (15,)
+    torch.testing.assert_close(q.boundaries, (q.centroids[1:] + q.centroids[:-1]) / 2, rtol=0, atol=0)
+
+
+def test_leading_dims_are_kept(q, device, gen):
+    x = torch.randn(5, 3, 128, generator=gen, dtype=torch.float16).to(device)
+    packed, norms = q.compress(x)
+    assert packed.shape == (5, 3, 64) and packed.dtype == torch.uint8
+    assert norms.shape == (5, 3, 1) and norms.dtype == torch.float32
+    y = q.decompress(packed, norms)
+    assert y.shape == (5, 3, 128) and y.dtype == torch.float16
+
+
+def test_out_buffers_are_filled_and_returned(q, device, gen):
+    x = torch.randn(7, 128, generator=gen).to(device)
+    packed = torch.empty(7, 64, dtype=torch.uint8, device=device)
+    norms = torch.empty(7, 1, device=device)
+    got = q.compress(x, out=(packed, norms))
+    assert got[0] is packed and got[1] is norms
+    out = torch.empty(7, 128, dtype=torch.bfloat16, device=device)
+    assert q.decompress(packed, norms, dtype=torch.bfloat16, out=out) is out
+
+
+def test_zero_vector_round_trips_to_zeros(q, device):
+    x = torch.zeros(3, 128, dtype=torch.float16, device=device)
+    packed, norms = q.compress(x)
+    assert torch.all(norms == 0)
+    for rotated in (False, True):
+        y = q.decompress(packed, norms, rotated=rotated)
+        assert not y.isnan().any() and torch.all(y == 0)
+
+
+def test_non_contiguous_input_gives_the_bytes_of_its_contiguous_copy(q, device, gen):
+    base = torch.randn(128, 40, generator=gen, dtype=torch.float16).to(device)
+    x = base.T[::3]  # (14, 128), column stride 40, row stride 3
+    assert not x.is_contiguous()
+    p1, n1 = q.compress(x)
+    p2, n2 = q.compress(x.contiguous())
+    assert torch.equal(p1, p2) and torch.equal(n1, n2)
+
+
+def test_empty_batch_returns_empty_tensors(q, device):
+    packed, norms = q.compress(torch.empty(0, 4, 128, device=device))
+    assert packed.shape == (0, 4, 64) and norms.shape == (0, 4, 1)
+    assert q.decompress(packed, norms).shape == (0, 4, 128)
+
+
+def test_decompress_of_compress_recovers_the_input(q, device, gen):
+    x = torch.randn(64, 128, generator=gen).to(device)
+    packed, norms = q.compress(x)
+    y = q.decompress(packed, norms, dtype=torch.float32)
+    rel = ((y - x).pow(2).sum(1) / x.pow(2).sum(1)).mean().item()
+    assert rel < 0.012  # the 4-bit codebook's distortion is about 0.0095
+    yr = q.decompress(packed, norms, dtype=torch.float32, rotated=True)
+    torch.testing.assert_close(yr @ q.rotation, y, atol=1e-4, rtol=1e-4)
+
+
+def test_cpu_kernels_and_torch_path_give_the_same_results(gen):
+    q = kernelgen.quantizer("tq4", 96, device="cpu")
+    x = torch.randn(50, 96, generator=gen, dtype=torch.bfloat16)
+    packed, norms = q.compress(x)
+    t_packed, t_norms = torch_path.compress_rows(x, q.rotation, q.boundaries, q.layout)
+    torch.testing.assert_close(norms.view(-1), t_norms, rtol=1e-6, atol=0)
+    codes = reference.unpack_bitstream(packed, 4, 96)
+    t_codes = reference.unpack_bitstream(t_packed, 4, 96)
+    assert (codes != t_codes).float().mean() <= 1e-3 and (codes - t_codes).abs().max() <= 1
+    for rotated in (False, True):
+        y = q.decompress(packed, norms, dtype=torch.float32, rotated=rotated)
+        t_y = torch_path.decompress_rows(packed, norms.view(-1), q.rotation, q.centroids, q.layout,
+                                         torch.float32, rotated)
+        torch.testing.assert_close(y, t_y, rtol=1e-5, atol=1e-6)
+
+
+def test_cpu_without_interpreter_uses_the_torch_path():
+    code = ("import torch, kernelgen; q = kernelgen.quantizer('tq4', 64, device='cpu'); print(repr(q)); "
+            "p, n = q.compress(torch.ones(2, 64)); print(p.shape, q.decompress(p, n).shape)")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "backend=torch" in result.stdout
+    assert "torch.Size([2, 32]) torch.Size([2, 64])" in result.stdout
+
+
+# -- bad calls ------------------------------------------------------------------------------------
+
+def test_unknown_spec_lists_the_available_ones():
+    with pytest.raises(LookupError, match=r"no generated kernels for spec 'tq9'; available specs: .*tq4"):
+        kernelgen.quantizer("tq9", 128)
+
+
+def test_unknown_head_dim_lists_the_available_ones():
+    with pytest.raises(LookupError, match=r"spec 'tq4' has no head dim 100; available: 64, .*128"):
+        kernelgen.quantizer("tq4", 100)
+
+
+@pytest.mark.parametrize("make,error,match", [
+    (lambda d: torch.randn(4, 96, device=d), ValueError, r"x must have shape \(\.\.\., 128\).*got \(4, 96\)"),
+    (lambda d: torch.ones(4, 128, dtype=torch.int32, device=d), TypeError, "x must have dtype float16, bfloat16, "
+                                                                           "float32, got int32"),
+    (lambda d: torch.randn(4, 128, dtype=torch.float64, device=d), TypeError, "got float64"),
+    (lambda d: [[0.0] * 128], TypeError, "x must be a torch.Tensor"),
+    (lambda d: torch.randn(4, 128, device="meta"), ValueError, "x is on meta.*one device"),
+    (lambda d: torch.tensor(1.0, device=d), ValueError, r"x must have shape \(\.\.\., 128\)"),
+])
+def test_compress_rejects_bad_input(q, device, make, error, match):
+    with pytest.raises(error, match=match):
+        q.compress(make(device))
+
+
+def test_compress_rejects_bad_out(q, device):
+    x = torch.randn(4, 128, device=device)
+    good_norms = torch.empty(4, 1, device=device)
+    with pytest.raises(ValueError, match=r"out\[0\] \(packed\) must have shape \(4, 64\), got \(4, 128\)"):
+        q.compress(x, out=(torch.empty(4, 128, dtype=torch.uint8, device=device), good_norms))
+    with pytest.raises(TypeError, match=r"out\[1\] \(norms\) must have dtype float32, got float16"):
+        q.compress(x, out=(torch.empty(4, 64, dtype=torch.uint8, device=device),
+                           torch.empty(4, 1, dtype=torch.float16, device=device)))
+    with pytest.raises(TypeError, match=r"out must be a \(packed, norms\) pair"):
+        q.compress(x, out=good_norms)
+
+
+def test_decompress_rejects_bad_input(q, device):
+    packed = torch.zeros(4, 64, dtype=torch.uint8, device=device)
+    norms = torch.ones(4, 1, device=device)
+    cases = [
+        (dict(packed=torch.zeros(4, 128, dtype=torch.uint8, device=device)), ValueError,
+         r"packed must have shape \(\.\.\., 64\) .*128\*4/8 bytes a row.*got \(4, 128\)"),
+        (dict(packed=packed.to(torch.int16)), TypeError, "packed must have dtype uint8, got int16"),
+        (dict(norms=torch.ones(4, device=device)), ValueError, r"norms must have shape \(4, 1\).*got \(4,\)"),
+        (dict(norms=torch.ones(3, 1, device=device)), ValueError, r"norms must have shape \(4, 1\)"),
+        (dict(norms=norms.half()), TypeError, "norms must have dtype float32, got float16"),
+        (dict(norms=torch.ones(4, 1, device="meta")), ValueError, "norms is on meta"),
+        (dict(dtype=torch.int8), TypeError, "dtype must be one of torch.float16"),
+        (dict(dtype="float16"), TypeError, "dtype must be one of"),
+        (dict(rotated="yes"), TypeError, "rotated must be True or False"),
+        (dict(out=torch.empty(4, 128, dtype=torch.float32, device=device)), TypeError,
+         "out must have dtype float16, got float32"),
+        (dict(out=torch.empty(128, 4, dtype=torch.float16, device=device).T), ValueError, "out must be contiguous"),
+    ]
+    for change, error, match in cases:
+        args = dict(packed=packed, norms=norms)
+        kwargs = {k: v for k, v in change.items() if k not in args}
+        args.update({k: v for k, v in change.items() if k in args})
+        with pytest.raises(error, match=match):
+            q.decompress(args["packed"], args["norms"], **kwargs)
+
+
+def test_quantizer_rejects_non_int_head_dim():
+    with pytest.raises(TypeError, match="head_dim must be an int"):
+        kernelgen.quantizer("tq4", "128")
+
+
+# -- where kernels come from ----------------------------------------------------------------------
+
+def _build_extra(tmp_path, name):
+    data = yaml.safe_load((ROOT / "specs" / "tq4.yaml").read_text())
+    data.update(name=name, head_dims=[64])
+    spec = tmp_path / f"{name}.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    out = tmp_path / "kernels"
+    assert main(["build", str(spec), "--out", str(out)]) == 0
+    return out
+
+
+def test_add_kernel_path_makes_a_new_spec_available(tmp_path, gen):
+    out = _build_extra(tmp_path, "tqextra")
+    with pytest.raises(LookupError):
+        kernelgen.quantizer("tqextra", 64)
+    kernelgen.add_kernel_path(out)
+    try:
+        assert kernelgen.available()["tqextra"] == (64,)
+        q = kernelgen.quantizer("tqextra", 64, device="cpu")
+        ref = kernelgen.quantizer("tq4", 64, device="cpu")
+        x = torch.randn(9, 64, generator=gen)
+        assert torch.equal(q.compress(x)[0], ref.compress(x)[0])  # same spec under another name
+    finally:
+        registry._added_paths.remove(out.resolve())
+
+
+def test_environment_variable_adds_a_kernel_folder(tmp_path):
+    out = _build_extra(tmp_path, "tqenv")
+    env = dict(os.environ, KERNELGEN_PATH=str(out), TRITON_INTERPRET="1")
+    code = "import kernelgen; print(kernelgen.available()['tqenv']); print(kernelgen.quantizer('tqenv', 64, 'cpu'))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "(64,)" in result.stdout and "spec='tqenv'" in result.stdout
+
+
+def test_non_editable_install_finds_the_shipped_kernels(tmp_path):
+    target = tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                              "--target", str(target), str(ROOT)], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr
+    code = ("import kernelgen, torch; from kernelgen import registry; print(registry.shipped_dir()); "
+            "q = kernelgen.quantizer('tq4', 128, device='cpu'); print(q.compress(torch.randn(3, 128))[0].shape)")
+    env = dict(os.environ, PYTHONPATH=str(target), TRITON_INTERPRET="1")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    assert str(target / "kernelgen" / "generated") in result.stdout
+    assert "torch.Size([3, 64])" in result.stdout
