@@ -24,6 +24,7 @@ from .layout import PackLayout, next_pow2
 from .manifest import MANIFEST_NAME, Manifest, VariantEntry, constants_digest, sha256
 
 ENV_PATH = "KERNELGEN_PATH"
+ENV_AUTOTUNE = "KERNELGEN_AUTOTUNE"
 MAX_ROW_BUCKET = 1 << 20
 OPS = ("compress", "decompress", "decompress_rotated")
 
@@ -171,14 +172,20 @@ def is_interpreted(kernel) -> bool:
     return isinstance(getattr(kernel, "fn", kernel), InterpretedFunction)
 
 
+def autotune_enabled() -> bool:
+    """$KERNELGEN_AUTOTUNE=0 runs every kernel with its spec's first (default) config, untuned."""
+    return os.environ.get(ENV_AUTOTUNE, "1") != "0"
+
+
 def launch(kernel, n_rows: int, *args) -> None:
     """Launch one generated kernel over n_rows rows. `args` are all arguments before ROW_BUCKET.
 
     Under the interpreter nothing can be benchmarked, so the spec's first config runs
-    directly; on a GPU the autotuner picks the config for the row bucket.
+    directly (as it does with $KERNELGEN_AUTOTUNE=0); on a GPU the autotuner picks the
+    config for the row bucket.
     """
     bucket = row_bucket(n_rows)
-    if is_interpreted(kernel):
+    if is_interpreted(kernel) or not autotune_enabled():
         config = kernel.configs[0]
         block = config.kwargs["BLOCK_ROWS"]
         kernel.fn[(-(-n_rows // block),)](*args, bucket, **config.kwargs,

@@ -66,6 +66,16 @@ def _lookup_levels(centroids: tuple[float, ...]) -> list[dict]:
     return levels
 
 
+def _interleave(names: list[str]) -> str:
+    """A tl.join tree whose flattened last axes list `names` in order (v0, v1, ... per group)."""
+    if len(names) == 1:
+        return names[0]
+    return f"tl.join({_interleave(names[0::2])}, {_interleave(names[1::2])})"
+
+
+K_CHUNK = 64  # dims per tl.dot step: bounds shared memory at large head dims
+
+
 def spec_display_path(spec: Spec, root: Path) -> str:
     """The spec's path as headers write it: relative to `root`, the folder that holds generated/,
     so the output does not depend on the working folder of the build."""
@@ -97,7 +107,8 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
         source = template.render(
             version=__version__, spec=spec, spec_path=spec_path, spec_hash=spec.digest(),
             layout=layout, codebook=codebook, names=names, lookup=_lookup_levels(codebook.centroids),
-            configs=spec.autotune.configs(),
+            configs=spec.autotune.configs(), k_chunk=min(K_CHUNK, layout.dim_pad),
+            interleave=_interleave([f"v{j}" for j in range(layout.codes_per_group)]),
             tune_key='["ROW_BUCKET"]' if spec.autotune.key == "row_bucket" else "[]",
         )
         module = f"{spec.name}_d{head_dim}.py"

@@ -20,6 +20,7 @@ SLOT_PAD = tl.constexpr(64)
 PACKED_DIM = tl.constexpr(48)
 BYTES_PER_GROUP = tl.constexpr(1)
 CODE_MASK = tl.constexpr(15)
+K_CHUNK = tl.constexpr(64)  # input (compress) or output (decompress) dims per tl.dot step
 NORM_EPS = tl.constexpr(1e-10)
 
 # Lloyd-Max codebook (gaussian law, 200 iterations), fp32 values.
@@ -121,36 +122,37 @@ def _centroid(code):
     bit = (code & 8) != 0
     v3_0 = tl.where(bit, v2_1, v2_0)
     return v3_0
-
-
 @triton.autotune(configs=CONFIGS, key=TUNE_KEY)
-@triton.jit
+@triton.jit(do_not_specialize=["n_rows", "ROW_BUCKET"])
 def tq4_d96_compress(
     x_ptr, slots_ptr, packed_ptr, norms_ptr,
     n_rows, stride_row, stride_col, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr,
 ):
-    """norm -> normalize -> rotate (one tl.dot a slot) -> bucketize -> pack, BLOCK_ROWS rows a program."""
+    """norm -> rotate (one tl.dot a slot, K_CHUNK input dims at a time) -> normalize -> bucketize -> pack."""
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
-    dims = tl.arange(0, DIM_PAD)
-    x_ok = row_ok[:, None] & (dims < HEAD_DIM)[None, :]
-    x = tl.load(x_ptr + rows[:, None].to(tl.int64) * stride_row + dims[None, :] * stride_col,
-                mask=x_ok, other=0.0).to(tl.float32)
-    norm = tl.sqrt(tl.sum(x * x, axis=1))
-    tl.store(norms_ptr + rows, norm, mask=row_ok)
-    unit = x / (norm[:, None] + NORM_EPS)
-
-    k = tl.arange(0, DIM_PAD)[:, None]
+    x_rows = x_ptr + rows[:, None].to(tl.int64) * stride_row
+    k = tl.arange(0, K_CHUNK)[:, None]
     n = tl.arange(0, SLOT_PAD)[None, :]
-    # slot 0: coordinates 0, 2, 4, ... -> bits 7..4 of each group word
-    w = tl.load(slots_ptr + 0 * DIM_PAD * SLOT_PAD + k * SLOT_PAD + n)
-    y = tl.dot(unit, w, input_precision="tf32x3")
-    word = _bucketize(y) << 4
-    # slot 1: coordinates 1, 3, 5, ... -> bits 3..0 of each group word
-    w = tl.load(slots_ptr + 1 * DIM_PAD * SLOT_PAD + k * SLOT_PAD + n)
-    y = tl.dot(unit, w, input_precision="tf32x3")
-    word |= _bucketize(y)
+    sum_sq = tl.zeros((BLOCK_ROWS,), dtype=tl.float32)
+    y0 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 0: coordinates 0, 2, 4, ...
+    y1 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 1: coordinates 1, 3, 5, ...
+    for k0 in range(0, DIM_PAD, K_CHUNK):
+        dims = k0 + tl.arange(0, K_CHUNK)
+        x = tl.load(x_rows + dims[None, :] * stride_col,
+                    mask=row_ok[:, None] & (dims < HEAD_DIM)[None, :], other=0.0).to(tl.float32)
+        sum_sq += tl.sum(x * x, axis=1)
+        w = slots_ptr + (k0 + k) * SLOT_PAD + n
+        y0 = tl.dot(x, tl.load(w), acc=y0, input_precision="tf32x3")
+        y1 = tl.dot(x, tl.load(w + 1 * DIM_PAD * SLOT_PAD), acc=y1, input_precision="tf32x3")
+    norm = tl.sqrt(sum_sq)
+    tl.store(norms_ptr + rows, norm, mask=row_ok)
+    inv = (1.0 / (norm + NORM_EPS))[:, None]  # rotating x then scaling = rotating x / norm
+
+    # slot j's code goes to bits [4*(2-1-j), 4*(2-j)) of its group word: first coordinate highest
+    word = _bucketize(y0 * inv) << 4
+    word |= _bucketize(y1 * inv)
 
     groups = tl.arange(0, SLOT_PAD)
     out_ok = row_ok[:, None] & (groups < GROUPS)[None, :]
@@ -169,39 +171,34 @@ def _load_words(packed_ptr, rows, row_ok):
 
 
 @triton.autotune(configs=CONFIGS, key=TUNE_KEY)
-@triton.jit
+@triton.jit(do_not_specialize=["n_rows", "ROW_BUCKET"])
 def tq4_d96_decompress(
     packed_ptr, norms_ptr, slots_ptr, out_ptr,
     n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr,
 ):
-    """unpack -> centroids -> inverse rotation (one tl.dot a slot) -> scale by norm, in the original space."""
+    """unpack -> centroids -> inverse rotation (one tl.dot a slot, K_CHUNK output dims at a time) -> scale by norm."""
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
     word = _load_words(packed_ptr, rows, row_ok)
-    norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)
+    norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
+    v0 = _centroid((word >> 4) & CODE_MASK)
+    v1 = _centroid(word & CODE_MASK)
 
     n = tl.arange(0, SLOT_PAD)[:, None]
-    k = tl.arange(0, DIM_PAD)[None, :]
-    x = tl.zeros((BLOCK_ROWS, DIM_PAD), dtype=tl.float32)
-    # slot 0: coordinates 0, 2, ... (padded groups meet zero rows of slots)
-    value = _centroid((word >> 4) & CODE_MASK)
-    w = tl.load(slots_ptr + 0 * DIM_PAD * SLOT_PAD + k * SLOT_PAD + n)
-    x = tl.dot(value, w, acc=x, input_precision="tf32x3")
-    # slot 1: coordinates 1, 3, ... (padded groups meet zero rows of slots)
-    value = _centroid(word & CODE_MASK)
-    w = tl.load(slots_ptr + 1 * DIM_PAD * SLOT_PAD + k * SLOT_PAD + n)
-    x = tl.dot(value, w, acc=x, input_precision="tf32x3")
-    x = x * norm[:, None]
-
-    dims = tl.arange(0, DIM_PAD)
-    ok = row_ok[:, None] & (dims < HEAD_DIM)[None, :]
-    tl.store(out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :],
-             x.to(out_ptr.dtype.element_ty), mask=ok)
+    k = tl.arange(0, K_CHUNK)[None, :]
+    out_rows = out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM
+    for k0 in range(0, DIM_PAD, K_CHUNK):
+        w = slots_ptr + (k0 + k) * SLOT_PAD + n  # slots[j] transposed: padded groups meet zero rows
+        x = tl.dot(v0, tl.load(w), input_precision="tf32x3")
+        x = tl.dot(v1, tl.load(w + 1 * DIM_PAD * SLOT_PAD), acc=x, input_precision="tf32x3")
+        dims = k0 + tl.arange(0, K_CHUNK)
+        tl.store(out_rows + dims[None, :], (x * norm).to(out_ptr.dtype.element_ty),
+                 mask=row_ok[:, None] & (dims < HEAD_DIM)[None, :])
 
 
 @triton.autotune(configs=CONFIGS, key=TUNE_KEY)
-@triton.jit
+@triton.jit(do_not_specialize=["n_rows", "ROW_BUCKET"])
 def tq4_d96_decompress_rotated(
     packed_ptr, norms_ptr, out_ptr,
     n_rows, ROW_BUCKET,
@@ -211,12 +208,11 @@ def tq4_d96_decompress_rotated(
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
     word = _load_words(packed_ptr, rows, row_ok)
-    norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)
-
-    groups = tl.arange(0, SLOT_PAD)
-    ok = row_ok[:, None] & (groups < GROUPS)[None, :]
-    out = out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + groups[None, :] * 2
-    value = _centroid((word >> 4) & CODE_MASK)
-    tl.store(out, (value * norm[:, None]).to(out_ptr.dtype.element_ty), mask=ok)
-    value = _centroid(word & CODE_MASK)
-    tl.store(out + 1, (value * norm[:, None]).to(out_ptr.dtype.element_ty), mask=ok)
+    norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
+    v0 = _centroid((word >> 4) & CODE_MASK)
+    v1 = _centroid(word & CODE_MASK)
+    # interleave the slots back into coordinate order: column 2*n + j holds slot j's group n
+    values = tl.join(v0, v1).reshape(BLOCK_ROWS, SLOT_PAD * 2)
+    cols = tl.arange(0, SLOT_PAD * 2)
+    tl.store(out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + cols[None, :],
+             (values * norm).to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & (cols < HEAD_DIM)[None, :])

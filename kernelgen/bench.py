@@ -1,0 +1,145 @@
+"""`kernelgen bench`: device time of the generated kernels against a device-to-device copy
+(the memory roofline) and the plain PyTorch path, measured in the same run.
+
+Method: every implementation is warmed up (compiled and tuned) first, then K calls on K
+different input sets are captured in one CUDA graph; the graph is replayed and timed
+with events (median of replays), and the time of one call is that over K. Input sets
+rotate so that together they exceed the L2 cache: small sizes do not sit in L2, and
+graph replay removes host launch gaps, so the figure is device time.
+Bytes counted once per row: compress reads D inputs and writes D*bits/8 bytes + a fp32
+norm; decompress reads those and writes D outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import asdict, dataclass
+
+import torch
+
+OPS = ("compress", "decompress", "decompress_rotated")
+DEFAULT_ROWS = (8, 2048, 65536, 1048576)
+ROTATE_BYTES = 256 << 20  # input sets together exceed the H100's 50 MB L2 several times
+MAX_SETS = 512
+
+
+def op_bytes(op: str, head_dim: int, packed_dim: int, rows: int, itemsize: int) -> int:
+    """Bytes an op must move once: the float side, the packed codes and the fp32 norm, per row."""
+    if op not in OPS:
+        raise ValueError(f"op must be one of {', '.join(OPS)}, got {op!r}")
+    return rows * (head_dim * itemsize + packed_dim + 4)
+
+
+def input_sets(bytes_per_set: int) -> int:
+    return max(1, min(MAX_SETS, math.ceil(ROTATE_BYTES / max(1, bytes_per_set))))
+
+
+@dataclass
+class Result:
+    spec: str
+    head_dim: int
+    rows: int
+    dtype: str
+    op: str
+    impl: str
+    us: float
+    bytes: int
+
+    @property
+    def gbps(self) -> float:
+        return self.bytes / self.us / 1e3
+
+    def fraction(self, copy_gbps: float) -> float:
+        return self.gbps / copy_gbps
+
+
+def graph_time_us(calls, replays: int = 20) -> float:
+    """Median device time of one call: `calls` (a list of closures) captured in one CUDA graph."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for call in calls:  # warm-up: compile, tune, allocate
+            call()
+    torch.cuda.current_stream().wait_stream(stream)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for call in calls:
+            call()
+    graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(replays):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e3 / len(calls))
+    return statistics.median(times)
+
+
+def copy_bandwidth_gbps(nbytes: int = 1 << 30) -> float:
+    """GB/s of a large device-to-device copy, counting bytes read plus bytes written."""
+    src = torch.randn(nbytes // 4, device="cuda")
+    dst = torch.empty_like(src)
+    us = graph_time_us([lambda: dst.copy_(src)])
+    del src, dst
+    return 2 * nbytes / us / 1e3
+
+
+def bench_variant(spec: str, head_dim: int, rows: int, dtype: torch.dtype, impls=("kernelgen", "torch")):
+    """Results for each op and implementation of one (spec, head dim, rows, dtype)."""
+    import kernelgen
+    from kernelgen import torch_path
+
+    q = kernelgen.quantizer(spec, head_dim, device="cuda")
+    item = torch.tensor([], dtype=dtype).element_size()
+    per_set = op_bytes("compress", head_dim, q.packed_dim, rows, item)
+    sets = input_sets(per_set)
+    xs = [torch.randn(rows, head_dim, device="cuda", dtype=dtype) for _ in range(sets)]
+    packed = [torch.empty(rows, q.packed_dim, dtype=torch.uint8, device="cuda") for _ in range(sets)]
+    norms = [torch.empty(rows, 1, device="cuda") for _ in range(sets)]
+    outs = [torch.empty(rows, head_dim, device="cuda", dtype=dtype) for _ in range(sets)]
+    for i in range(sets):
+        q.compress(xs[i], out=(packed[i], norms[i]))
+    results = []
+
+    def add(op, impl, calls):
+        us = graph_time_us(calls)
+        results.append(Result(spec, head_dim, rows, str(dtype).replace("torch.", ""), op, impl, us,
+                              op_bytes(op, head_dim, q.packed_dim, rows, item)))
+
+    if "kernelgen" in impls:
+        add("compress", "kernelgen", [lambda i=i: q.compress(xs[i], out=(packed[i], norms[i])) for i in range(sets)])
+        add("decompress", "kernelgen",
+            [lambda i=i: q.decompress(packed[i], norms[i], dtype=dtype, out=outs[i]) for i in range(sets)])
+        add("decompress_rotated", "kernelgen",
+            [lambda i=i: q.decompress(packed[i], norms[i], dtype=dtype, rotated=True, out=outs[i])
+             for i in range(sets)])
+    if "torch" in impls:
+        lay = q.layout
+        add("compress", "torch",
+            [lambda i=i: torch_path.compress_rows(xs[i], q.rotation, q.boundaries, lay) for i in range(sets)])
+        for op, rot in (("decompress", False), ("decompress_rotated", True)):
+            add(op, "torch", [lambda i=i, rot=rot: torch_path.decompress_rows(
+                packed[i], norms[i].view(-1), q.rotation, q.centroids, lay, dtype, rot) for i in range(sets)])
+    return results
+
+
+def markdown_table(results: list[Result], copy_gbps: float) -> str:
+    lines = [f"Device-to-device copy: {copy_gbps:.0f} GB/s (read + write).", "",
+             "| spec | D | rows | dtype | op | impl | µs | GB/s | of copy |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        lines.append(f"| {r.spec} | {r.head_dim} | {r.rows:,} | {r.dtype} | {r.op} | {r.impl} | {r.us:,.1f} | "
+                     f"{r.gbps:,.0f} | {100 * r.fraction(copy_gbps):.1f}% |")
+    return "\n".join(lines) + "\n"
+
+
+def to_json(results: list[Result], copy_gbps: float, device: str) -> str:
+    return json.dumps({"device": device, "copy_gbps": copy_gbps,
+                       "results": [dict(asdict(r), gbps=r.gbps, fraction_of_copy=r.fraction(copy_gbps))
+                                   for r in results]}, indent=2) + "\n"
