@@ -43,6 +43,34 @@ def _build(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    import torch
+
+    from . import bench
+
+    if not torch.cuda.is_available():
+        print("kernelgen: error: bench needs a CUDA GPU (it times device kernels)", file=sys.stderr)
+        return 2
+    dtypes = [getattr(torch, d) for d in args.dtypes]
+    copy_before = bench.copy_bandwidth_gbps()
+    results = []
+    for spec in args.specs:
+        for head_dim in args.head_dims:
+            for dtype in dtypes:
+                for rows in args.rows:
+                    results += bench.bench_variant(spec, head_dim, rows, dtype, impls=args.impls)
+    copy_gbps = max(copy_before, bench.copy_bandwidth_gbps())
+    table = bench.markdown_table(results, copy_gbps)
+    print(table)
+    device = torch.cuda.get_device_name()
+    if args.markdown:
+        Path(args.markdown).write_text(f"# kernelgen bench on {device}\n\nCommand: `kernelgen bench "
+                                       f"{' '.join(sys.argv[2:])}`\n\n{table}")
+    if args.json:
+        Path(args.json).write_text(bench.to_json(results, copy_gbps, device))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kernelgen", description="Generate TurboQuant Triton kernels from specs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,10 +79,20 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--out", default="generated", help="output folder (default: ./generated)")
     build.add_argument("--check", action="store_true",
                        help="write nothing; exit 1 naming each file that would change")
+    bench = sub.add_parser("bench", help="time kernels against a device-to-device copy (CUDA only)")
+    bench.add_argument("--specs", nargs="+", default=["tq4"])
+    bench.add_argument("--head-dims", nargs="+", type=int, default=[128])
+    bench.add_argument("--rows", nargs="+", type=int, default=[8, 2048, 65536, 1048576])
+    bench.add_argument("--dtypes", nargs="+", default=["float16"], choices=["float16", "bfloat16", "float32"])
+    bench.add_argument("--impls", nargs="+", default=["kernelgen", "torch"], choices=["kernelgen", "torch"])
+    bench.add_argument("--json", help="write the results as JSON here")
+    bench.add_argument("--markdown", help="write the table as Markdown here")
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
             return _build(args)
+        if args.command == "bench":
+            return _bench(args)
     except SpecError as exc:
         print(f"kernelgen: error: {exc}", file=sys.stderr)
         return 2

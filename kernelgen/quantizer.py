@@ -95,14 +95,17 @@ class Quantizer:
             packed, norms = out
             self._check_out("out[0] (packed)", packed, (*lead, P), torch.uint8)
             self._check_out("out[1] (norms)", norms, (*lead, 1), torch.float32)
+        # The kernels read dense, 16-byte aligned rows: a strided or offset view is copied first, so it
+        # runs the very code (and rounding) its contiguous copy runs and gives the same bytes.
         rows = x.reshape(-1, D)
+        if not rows.is_contiguous() or rows.data_ptr() % 16:
+            rows = rows.clone(memory_format=torch.contiguous_format)
         n = rows.shape[0]
         if n == 0:
             return packed, norms
         if self._use_kernels:
             with self._on_device():
-                registry.launch(self._kernels["compress"], n, rows, self._slots, packed, norms,
-                                n, rows.stride(0), rows.stride(1))
+                registry.launch(self._kernels["compress"], n, rows, self._slots, packed, norms, n)
         else:
             p, nr = torch_path.compress_rows(rows, self.rotation, self.boundaries, self.layout)
             packed.view(n, P).copy_(p)

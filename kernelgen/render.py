@@ -74,6 +74,7 @@ def _interleave(names: list[str]) -> str:
 
 
 K_CHUNK = 64  # dims per tl.dot step: bounds shared memory at large head dims
+N_CHUNK = 64  # byte groups per decompress tl.dot step, where slots are wider
 
 
 def spec_display_path(spec: Spec, root: Path) -> str:
@@ -107,7 +108,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
         source = template.render(
             version=__version__, spec=spec, spec_path=spec_path, spec_hash=spec.digest(),
             layout=layout, codebook=codebook, names=names, lookup=_lookup_levels(codebook.centroids),
-            configs=spec.autotune.configs(), k_chunk=min(K_CHUNK, layout.dim_pad),
+            configs=spec.autotune.configs(), k_chunk=min(K_CHUNK, layout.dim_pad), n_chunk=N_CHUNK,
             interleave=_interleave([f"v{j}" for j in range(layout.codes_per_group)]),
             tune_key='["ROW_BUCKET"]' if spec.autotune.key == "row_bucket" else "[]",
         )

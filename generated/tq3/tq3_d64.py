@@ -93,13 +93,13 @@ def _centroid(code):
 @triton.jit(do_not_specialize=["n_rows", "ROW_BUCKET"])
 def tq3_d64_compress(
     x_ptr, slots_ptr, packed_ptr, norms_ptr,
-    n_rows, stride_row, stride_col, ROW_BUCKET,
+    n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr,
 ):
     """norm -> rotate (one tl.dot a slot, K_CHUNK input dims at a time) -> normalize -> bucketize -> pack."""
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
-    x_rows = x_ptr + rows[:, None].to(tl.int64) * stride_row
+    x_rows = x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM  # rows are contiguous
     k = tl.arange(0, K_CHUNK)[:, None]
     n = tl.arange(0, SLOT_PAD)[None, :]
     sum_sq = tl.zeros((BLOCK_ROWS,), dtype=tl.float32)
@@ -113,7 +113,7 @@ def tq3_d64_compress(
     y7 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 7: coordinates 7, 15, 23, ...
     for k0 in range(0, DIM_PAD, K_CHUNK):
         dims = k0 + tl.arange(0, K_CHUNK)
-        x = tl.load(x_rows + dims[None, :] * stride_col,
+        x = tl.load(x_rows + dims[None, :],
                     mask=row_ok[:, None], other=0.0).to(tl.float32)
         sum_sq += tl.sum(x * x, axis=1)
         w = slots_ptr + (k0 + k) * SLOT_PAD + n
@@ -148,9 +148,9 @@ def tq3_d64_compress(
 
 
 @triton.jit
-def _load_words(packed_ptr, rows, row_ok):
-    """Each row's byte groups as int32 words, first byte highest."""
-    groups = tl.arange(0, SLOT_PAD)
+def _load_words(packed_ptr, rows, row_ok, first_group, WIDTH: tl.constexpr):
+    """Byte groups [first_group, first_group + WIDTH) of each row as int32 words, first byte highest."""
+    groups = first_group + tl.arange(0, WIDTH)
     ok = row_ok[:, None] & (groups < GROUPS)[None, :]
     src = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
     word = tl.load(src, mask=ok, other=0).to(tl.int32) << 16
@@ -169,8 +169,10 @@ def tq3_d64_decompress(
     """unpack -> centroids -> inverse rotation (one tl.dot a slot, K_CHUNK output dims at a time) -> scale by norm."""
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
-    word = _load_words(packed_ptr, rows, row_ok)
     norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
+    out_rows = out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM
+    k = tl.arange(0, K_CHUNK)[None, :]
+    word = _load_words(packed_ptr, rows, row_ok, 0, SLOT_PAD)
     v0 = _centroid((word >> 21) & CODE_MASK)
     v1 = _centroid((word >> 18) & CODE_MASK)
     v2 = _centroid((word >> 15) & CODE_MASK)
@@ -179,10 +181,7 @@ def tq3_d64_decompress(
     v5 = _centroid((word >> 6) & CODE_MASK)
     v6 = _centroid((word >> 3) & CODE_MASK)
     v7 = _centroid(word & CODE_MASK)
-
     n = tl.arange(0, SLOT_PAD)[:, None]
-    k = tl.arange(0, K_CHUNK)[None, :]
-    out_rows = out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM
     for k0 in range(0, DIM_PAD, K_CHUNK):
         w = slots_ptr + (k0 + k) * SLOT_PAD + n  # slots[j] transposed: padded groups meet zero rows
         x = tl.dot(v0, tl.load(w), input_precision="tf32x3")
@@ -208,7 +207,7 @@ def tq3_d64_decompress_rotated(
     """unpack -> centroids -> scale by norm, staying in the rotated space (centroid * norm exactly)."""
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
-    word = _load_words(packed_ptr, rows, row_ok)
+    word = _load_words(packed_ptr, rows, row_ok, 0, SLOT_PAD)
     norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
     v0 = _centroid((word >> 21) & CODE_MASK)
     v1 = _centroid((word >> 18) & CODE_MASK)

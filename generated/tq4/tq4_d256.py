@@ -21,6 +21,7 @@ PACKED_DIM = tl.constexpr(128)
 BYTES_PER_GROUP = tl.constexpr(1)
 CODE_MASK = tl.constexpr(15)
 K_CHUNK = tl.constexpr(64)  # input (compress) or output (decompress) dims per tl.dot step
+N_CHUNK = tl.constexpr(64)  # byte groups per tl.dot step in decompress (slots wider than this)
 NORM_EPS = tl.constexpr(1e-10)
 
 # Lloyd-Max codebook (gaussian law, 200 iterations), fp32 values.
@@ -126,13 +127,13 @@ def _centroid(code):
 @triton.jit(do_not_specialize=["n_rows", "ROW_BUCKET"])
 def tq4_d256_compress(
     x_ptr, slots_ptr, packed_ptr, norms_ptr,
-    n_rows, stride_row, stride_col, ROW_BUCKET,
+    n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr,
 ):
     """norm -> rotate (one tl.dot a slot, K_CHUNK input dims at a time) -> normalize -> bucketize -> pack."""
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
-    x_rows = x_ptr + rows[:, None].to(tl.int64) * stride_row
+    x_rows = x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM  # rows are contiguous
     k = tl.arange(0, K_CHUNK)[:, None]
     n = tl.arange(0, SLOT_PAD)[None, :]
     sum_sq = tl.zeros((BLOCK_ROWS,), dtype=tl.float32)
@@ -140,7 +141,7 @@ def tq4_d256_compress(
     y1 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 1: coordinates 1, 3, 5, ...
     for k0 in range(0, DIM_PAD, K_CHUNK):
         dims = k0 + tl.arange(0, K_CHUNK)
-        x = tl.load(x_rows + dims[None, :] * stride_col,
+        x = tl.load(x_rows + dims[None, :],
                     mask=row_ok[:, None], other=0.0).to(tl.float32)
         sum_sq += tl.sum(x * x, axis=1)
         w = slots_ptr + (k0 + k) * SLOT_PAD + n
@@ -161,9 +162,9 @@ def tq4_d256_compress(
 
 
 @triton.jit
-def _load_words(packed_ptr, rows, row_ok):
-    """Each row's byte groups as int32 words, first byte highest."""
-    groups = tl.arange(0, SLOT_PAD)
+def _load_words(packed_ptr, rows, row_ok, first_group, WIDTH: tl.constexpr):
+    """Byte groups [first_group, first_group + WIDTH) of each row as int32 words, first byte highest."""
+    groups = first_group + tl.arange(0, WIDTH)
     ok = row_ok[:, None]
     src = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
     word = tl.load(src, mask=ok, other=0).to(tl.int32)
@@ -180,18 +181,18 @@ def tq4_d256_decompress(
     """unpack -> centroids -> inverse rotation (one tl.dot a slot, K_CHUNK output dims at a time) -> scale by norm."""
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
-    word = _load_words(packed_ptr, rows, row_ok)
     norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
-    v0 = _centroid((word >> 4) & CODE_MASK)
-    v1 = _centroid(word & CODE_MASK)
-
-    n = tl.arange(0, SLOT_PAD)[:, None]
-    k = tl.arange(0, K_CHUNK)[None, :]
     out_rows = out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM
+    k = tl.arange(0, K_CHUNK)[None, :]
+    n = tl.arange(0, N_CHUNK)[:, None]
     for k0 in range(0, DIM_PAD, K_CHUNK):
-        w = slots_ptr + (k0 + k) * SLOT_PAD + n  # slots[j] transposed: padded groups meet zero rows
-        x = tl.dot(v0, tl.load(w), input_precision="tf32x3")
-        x = tl.dot(v1, tl.load(w + 1 * DIM_PAD * SLOT_PAD), acc=x, input_precision="tf32x3")
+        x = tl.zeros((BLOCK_ROWS, K_CHUNK), dtype=tl.float32)
+        # the slots are wider than N_CHUNK: contract N_CHUNK groups at a time to bound shared memory
+        for n0 in tl.static_range(0, SLOT_PAD, N_CHUNK):
+            word = _load_words(packed_ptr, rows, row_ok, n0, N_CHUNK)
+            w = slots_ptr + (k0 + k) * SLOT_PAD + n0 + n  # slots[j] transposed: padded groups meet zero rows
+            x = tl.dot(_centroid((word >> 4) & CODE_MASK), tl.load(w), acc=x, input_precision="tf32x3")
+            x = tl.dot(_centroid(word & CODE_MASK), tl.load(w + 1 * DIM_PAD * SLOT_PAD), acc=x, input_precision="tf32x3")
         dims = k0 + tl.arange(0, K_CHUNK)
         tl.store(out_rows + dims[None, :], (x * norm).to(out_ptr.dtype.element_ty),
                  mask=row_ok[:, None])
@@ -207,7 +208,7 @@ def tq4_d256_decompress_rotated(
     """unpack -> centroids -> scale by norm, staying in the rotated space (centroid * norm exactly)."""
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
-    word = _load_words(packed_ptr, rows, row_ok)
+    word = _load_words(packed_ptr, rows, row_ok, 0, SLOT_PAD)
     norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
     v0 = _centroid((word >> 4) & CODE_MASK)
     v1 = _centroid(word & CODE_MASK)
