@@ -10,6 +10,8 @@ __version__ = "0.1.0"
 
 from .registry import add_kernel_path, available, kernel_paths  # noqa: E402
 from .quantizer import Quantizer, quantizer  # noqa: E402
+from .kv import KVPair, kv_pair  # noqa: E402
 from .spec import SpecError  # noqa: E402
 
-__all__ = ["Quantizer", "quantizer", "add_kernel_path", "available", "kernel_paths", "SpecError", "__version__"]
+__all__ = ["Quantizer", "quantizer", "KVPair", "kv_pair", "add_kernel_path", "available", "kernel_paths",
+           "SpecError", "__version__"]

@@ -1,6 +1,8 @@
 """The `kernelgen` command: build generated kernels from specs.
 
     kernelgen build SPEC... [--out DIR] [--check]
+    kernelgen demo [--spec tq4] [--head-dim 128] [--rows 4096]
+    kernelgen bench [--specs ...] [--head-dims ...] [--rows ...] [--json F] [--markdown F]   (CUDA only)
 
 Exit codes: 0 done (or nothing would change), 1 `--check` found drift, 2 bad spec or usage.
 """
@@ -71,6 +73,29 @@ def _bench(args) -> int:
     return 0
 
 
+def _demo(args) -> int:
+    import torch
+
+    from . import quantizer
+    from .registry import VariantNotFound
+
+    try:
+        q = quantizer(args.spec, args.head_dim)
+    except VariantNotFound as exc:
+        print(f"kernelgen: error: {exc}", file=sys.stderr)
+        return 2
+    x = torch.randn(args.rows, args.head_dim, device=q.device, dtype=torch.float16)
+    packed, norms = q.compress(x)
+    x_hat = q.decompress(packed, norms)
+    err = ((x_hat.float() - x.float()).pow(2).sum(-1) / x.float().pow(2).sum(-1)).mean().item()
+    stored = packed.numel() + 4 * norms.numel()
+    print(f"{q}")
+    print(f"compressed {args.rows} random fp16 vectors of dim {args.head_dim}: "
+          f"{x.numel() * 2:,} bytes -> {stored:,} bytes ({x.numel() * 2 / stored:.2f}x smaller)")
+    print(f"round trip: mean ||x - x_hat||^2 / ||x||^2 = {err:.5f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kernelgen", description="Generate TurboQuant Triton kernels from specs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -79,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--out", default="generated", help="output folder (default: ./generated)")
     build.add_argument("--check", action="store_true",
                        help="write nothing; exit 1 naming each file that would change")
+    demo = sub.add_parser("demo", help="compress and decompress random vectors, print size and error")
+    demo.add_argument("--spec", default="tq4")
+    demo.add_argument("--head-dim", type=int, default=128)
+    demo.add_argument("--rows", type=int, default=4096)
     bench = sub.add_parser("bench", help="time kernels against a device-to-device copy (CUDA only)")
     bench.add_argument("--specs", nargs="+", default=["tq4"])
     bench.add_argument("--head-dims", nargs="+", type=int, default=[128])
@@ -91,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             return _build(args)
+        if args.command == "demo":
+            return _demo(args)
         if args.command == "bench":
             return _bench(args)
     except SpecError as exc:

@@ -228,3 +228,12 @@ def test_non_editable_install_finds_the_shipped_kernels(tmp_path):
     assert result.returncode == 0, result.stderr
     assert str(target / "kernelgen" / "generated") in result.stdout
     assert "torch.Size([3, 64])" in result.stdout
+
+
+def test_demo_command_prints_size_and_error():
+    result = subprocess.run([sys.executable, "-m", "kernelgen.cli", "demo", "--spec", "tq4", "--head-dim", "64",
+                             "--rows", "100"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "12,800 bytes -> 3,600 bytes (3.56x smaller)" in result.stdout
+    err = float(result.stdout.split("=")[-1])
+    assert 0.006 < err < 0.014
