@@ -1,6 +1,8 @@
 """The `kernelgen` command: build generated kernels from specs.
 
     kernelgen build SPEC... [--out DIR] [--check]
+    kernelgen list
+    kernelgen tune SPEC... [--head-dims ...] [--rows ...] [--dtypes ...] [--ops ...]        (CUDA only)
     kernelgen demo [--spec tq4] [--head-dim 128] [--rows 4096]
     kernelgen bench [--specs ...] [--head-dims ...] [--rows ...] [--json F] [--markdown F]   (CUDA only)
 
@@ -96,6 +98,79 @@ def _demo(args) -> int:
     return 0
 
 
+def _list(args) -> int:
+    import torch
+
+    from . import registry, tuning
+
+    device = torch.device("cuda") if torch.cuda.is_available() else None
+    where = " on " + "{} (sm {})".format(*tuning.device_name(device)) if device else ""
+    print(f"{'spec':<8}{'head dim':>9}  {'ops':<44}{'dtypes':<28}tuned{where}")
+    for name, dims in registry.available().items():
+        for head_dim in dims:
+            variant = registry.load_variant(name, head_dim)
+            status = "no tuning without a GPU (default config)"
+            if device is not None:
+                found = {"table": 0, "cache": 0}
+                total = 0
+                for op in registry.OPS:
+                    kernel = tuning.KernelId(variant.entry.kernels[op], variant.entry.module_sha256)
+                    for dtype in variant.manifest.dtypes:
+                        for bucket in (1 << i for i in range(registry.MAX_ROW_BUCKET.bit_length())):
+                            total += 1
+                            source = tuning.TUNER.source(variant.folder, kernel, bucket, dtype, device)
+                            if source:
+                                found[source] += 1
+                parts = [f"shipped table {found['table']}/{total}"] if found["table"] else []
+                parts += [f"local cache {found['cache']}/{total}"] if found["cache"] else []
+                status = ", ".join(parts) or "not yet"
+            print(f"{name:<8}{head_dim:>9}  {', '.join(registry.OPS):<44}{', '.join(variant.manifest.dtypes):<28}"
+                  f"{status}")
+    return 0
+
+
+def _tune(args) -> int:
+    import torch
+    import triton
+
+    from . import quantizer, registry, tuning
+
+    if not torch.cuda.is_available():
+        print("kernelgen: error: tune needs a CUDA GPU (it benchmarks kernels on the device)", file=sys.stderr)
+        return 2
+    device = torch.device("cuda", torch.cuda.current_device())
+    name, capability = tuning.device_name(device)
+    for spec in args.specs:
+        spec_name = load_spec(spec).name if spec.endswith((".yaml", ".yml")) else spec
+        dims = args.head_dims or registry.available().get(spec_name, ())
+        tables: dict[Path, dict] = {}
+        for head_dim in dims:
+            q = quantizer(spec_name, head_dim, device)
+            folder = q._variant.folder
+            entries = tables.setdefault(folder, {})
+            for dtype_name in args.dtypes or q._variant.manifest.dtypes:
+                dtype = getattr(torch, dtype_name)
+                for rows in args.rows:
+                    bucket = registry.row_bucket(rows)
+                    for op, kernel, case_args in q._cases(bucket, dtype, args.ops):
+                        space = [tuning.LaunchConfig.of(c) for c in kernel.configs]
+                        best = tuning.TUNER.tune(kernel.id, space, lambda c: kernel.run(c, bucket, bucket, case_args))
+                        entries[tuning.table_key(kernel.id, bucket, dtype_name)] = best.as_dict()
+                        print(f"{spec_name} d{head_dim} {op} {dtype_name} bucket {bucket}: {best.as_dict()}",
+                              flush=True)
+        for folder, entries in tables.items():
+            path = folder / "tuned" / f"{tuning.device_slug(name, capability)}.json"
+            old = tuning._read_json(path, "tuned table")
+            merged = dict(old["entries"]) if old and old.get("device") == name else {}
+            merged.update(entries)
+            tuning.write_json_atomic(path, {
+                "format_version": tuning.FORMAT_VERSION, "device": name, "capability": capability,
+                "triton": triton.__version__, "command": "kernelgen " + " ".join(sys.argv[1:]),
+                "entries": merged})
+            print(f"wrote {path} ({len(merged)} entries)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kernelgen", description="Generate TurboQuant Triton kernels from specs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -104,6 +179,16 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("--out", default="generated", help="output folder (default: ./generated)")
     build.add_argument("--check", action="store_true",
                        help="write nothing; exit 1 naming each file that would change")
+    sub.add_parser("list", help="specs, head dims, ops and dtypes available, and their tuning on this device")
+    tune = sub.add_parser("tune", help="tune on this GPU and write generated/<spec>/tuned/<device>.json")
+    tune.add_argument("specs", nargs="+", metavar="SPEC", help="spec names or spec files")
+    tune.add_argument("--head-dims", nargs="+", type=int, help="default: every head dim of the spec")
+    tune.add_argument("--rows", nargs="+", type=int, default=[1, 8, 64, 512, 2048, 16384, 65536, 1048576],
+                      help="row counts whose buckets are tuned")
+    tune.add_argument("--dtypes", nargs="+", choices=["float16", "bfloat16", "float32"],
+                      help="default: every dtype of the spec")
+    tune.add_argument("--ops", nargs="+", default=["compress", "decompress", "decompress_rotated"],
+                      choices=["compress", "decompress", "decompress_rotated"])
     demo = sub.add_parser("demo", help="compress and decompress random vectors, print size and error")
     demo.add_argument("--spec", default="tq4")
     demo.add_argument("--head-dim", type=int, default=128)
@@ -120,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             return _build(args)
+        if args.command == "list":
+            return _list(args)
+        if args.command == "tune":
+            return _tune(args)
         if args.command == "demo":
             return _demo(args)
         if args.command == "bench":

@@ -19,6 +19,9 @@ def _device(device) -> torch.device:
     return device
 
 
+_DTYPE_NAMES = {torch.float16: "float16", torch.bfloat16: "bfloat16", torch.float32: "float32"}
+
+
 def _names(dtypes) -> str:
     return ", ".join(str(d).replace("torch.", "") for d in dtypes)
 
@@ -43,8 +46,8 @@ class Quantizer:
         self.centroids = variant.centroids.to(device)
         self.boundaries = variant.boundaries.to(device)
         self._slots = variant.slots().to(device)
-        self._kernels = {op: variant.kernel(op) for op in registry.OPS}
-        self._interpreted = registry.is_interpreted(self._kernels["compress"])
+        self._kernels = {op: registry.BoundKernel(variant, op) for op in registry.OPS}
+        self._interpreted = self._kernels["compress"].interpreted
         self._use_kernels = device.type == "cuda" or self._interpreted
 
     def __repr__(self) -> str:
@@ -105,7 +108,8 @@ class Quantizer:
             return packed, norms
         if self._use_kernels:
             with self._on_device():
-                registry.launch(self._kernels["compress"], n, rows, self._slots, packed, norms, n)
+                self._kernels["compress"].launch(n, _DTYPE_NAMES[rows.dtype], self.device,
+                                                 rows, self._slots, packed, norms)
         else:
             p, nr = torch_path.compress_rows(rows, self.rotation, self.boundaries, self.layout)
             packed.view(n, P).copy_(p)
@@ -149,7 +153,7 @@ class Quantizer:
             target = torch.empty(out.shape, dtype=torch.float32, device=self.device) if via_fp32 else out
             args = (rows, row_norms, target) if rotated else (rows, row_norms, self._slots, target)
             with self._on_device():
-                registry.launch(self._kernels[op], n, *args, n)
+                self._kernels[op].launch(n, _DTYPE_NAMES[dtype], self.device, *args)
             if via_fp32:
                 out.copy_(target)
         else:
@@ -157,6 +161,46 @@ class Quantizer:
                                                 dtype, rotated)
             out.view(n, D).copy_(result)
         return out
+
+
+    # -- ahead of time ---------------------------------------------------------------------------
+    def warmup(self, max_rows: int, *, dtypes=None, ops=registry.OPS) -> int:
+        """Compile and tune every row bucket up to max_rows (for each dtype and op) now, so that later
+        calls never tune: after it, compress and decompress can be captured in a CUDA graph.
+        Returns the number of (op, dtype, bucket) launches prepared; 0 on the PyTorch path."""
+        if not isinstance(max_rows, int) or max_rows < 1:
+            raise ValueError(f"max_rows must be a positive int, got {max_rows!r}")
+        unknown = set(ops) - set(registry.OPS)
+        if unknown:
+            raise ValueError(f"ops must be among {', '.join(registry.OPS)}, got {sorted(unknown)}")
+        dtypes = tuple(dtypes) if dtypes is not None else self.dtypes
+        for dtype in dtypes:
+            self._out_dtype(dtype)
+        if not self._use_kernels:
+            return 0
+        prepared = 0
+        top = registry.row_bucket(max_rows)
+        for dtype in dtypes:
+            for bucket in (1 << i for i in range(top.bit_length())):
+                for op, kernel, args in self._cases(bucket, dtype, ops):
+                    kernel.launch(bucket, _DTYPE_NAMES[dtype], self.device, *args)
+                    prepared += 1
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return prepared
+
+    def _cases(self, rows: int, dtype: torch.dtype, ops=registry.OPS):
+        """(op, kernel, arguments) on fresh random inputs of `rows` rows, for warm-up and tuning."""
+        x = torch.randn(rows, self.head_dim, device=self.device).to(dtype)
+        packed = torch.randint(0, 256, (rows, self.packed_dim), dtype=torch.uint8, device=self.device)
+        norms = torch.rand(rows, device=self.device) + 0.5
+        out = torch.empty(rows, self.head_dim, dtype=dtype, device=self.device)
+        args = {
+            "compress": (x, self._slots, torch.empty_like(packed), torch.empty_like(norms)),
+            "decompress": (packed, norms, self._slots, out),
+            "decompress_rotated": (packed, norms, out),
+        }
+        return [(op, self._kernels[op], args[op]) for op in registry.OPS if op in ops]
 
 
 def quantizer(spec: str, head_dim: int, device=None) -> Quantizer:

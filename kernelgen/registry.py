@@ -20,11 +20,11 @@ from types import ModuleType
 
 import torch
 
+from . import tuning
 from .layout import PackLayout, next_pow2
 from .manifest import MANIFEST_NAME, Manifest, VariantEntry, constants_digest, sha256
 
 ENV_PATH = "KERNELGEN_PATH"
-ENV_AUTOTUNE = "KERNELGEN_AUTOTUNE"
 MAX_ROW_BUCKET = 1 << 20
 OPS = ("compress", "decompress", "decompress_rotated")
 
@@ -81,7 +81,8 @@ def available() -> dict[str, tuple[int, ...]]:
 
 
 def row_bucket(n_rows: int) -> int:
-    """The autotune key of a row count: the next power of two, capped at MAX_ROW_BUCKET."""
+    """The tuning key of a row count: the next power of two, capped at MAX_ROW_BUCKET (2^20).
+    Buckets: 1, 2, 4, ..., 2^20; every count above 2^20 shares the last one."""
     return min(next_pow2(max(1, n_rows)), MAX_ROW_BUCKET)
 
 
@@ -172,23 +173,28 @@ def is_interpreted(kernel) -> bool:
     return isinstance(getattr(kernel, "fn", kernel), InterpretedFunction)
 
 
-def autotune_enabled() -> bool:
-    """$KERNELGEN_AUTOTUNE=0 runs every kernel with its spec's first (default) config, untuned."""
-    return os.environ.get(ENV_AUTOTUNE, "1") != "0"
+class BoundKernel:
+    """One generated kernel of a loaded variant, launched with the config the tuner picks."""
 
+    def __init__(self, variant: LoadedVariant, op: str):
+        self.variant = variant
+        self.op = op
+        self.autotuner = variant.kernel(op)
+        self.fn = self.autotuner.fn  # the @triton.jit function under @triton.autotune
+        self.configs = self.autotuner.configs
+        self.id = tuning.KernelId(variant.entry.kernels[op], variant.entry.module_sha256)
+        self.interpreted = is_interpreted(self.autotuner)
 
-def launch(kernel, n_rows: int, *args) -> None:
-    """Launch one generated kernel over n_rows rows. `args` are all arguments before ROW_BUCKET.
+    def run(self, config: tuning.LaunchConfig, n_rows: int, bucket: int, args: tuple) -> None:
+        self.fn[(-(-n_rows // config.block_rows),)](
+            *args, n_rows, bucket, BLOCK_ROWS=config.block_rows,
+            num_warps=config.num_warps, num_stages=config.num_stages)
 
-    Under the interpreter nothing can be benchmarked, so the spec's first config runs
-    directly (as it does with $KERNELGEN_AUTOTUNE=0); on a GPU the autotuner picks the
-    config for the row bucket.
-    """
-    bucket = row_bucket(n_rows)
-    if is_interpreted(kernel) or not autotune_enabled():
-        config = kernel.configs[0]
-        block = config.kwargs["BLOCK_ROWS"]
-        kernel.fn[(-(-n_rows // block),)](*args, bucket, **config.kwargs,
-                                          num_warps=config.num_warps, num_stages=config.num_stages)
-        return
-    kernel[lambda meta: (-(-n_rows // meta["BLOCK_ROWS"]),)](*args, bucket)
+    def config(self, n_rows: int, dtype: str, device: torch.device, args: tuple) -> tuning.LaunchConfig:
+        bucket = row_bucket(n_rows)
+        return tuning.TUNER.choose(self.variant.folder, self.id, self.configs, bucket, dtype, device,
+                                   self.interpreted, lambda c: self.run(c, n_rows, bucket, args))
+
+    def launch(self, n_rows: int, dtype: str, device: torch.device, *args) -> None:
+        """Launch over n_rows rows; `args` are the kernel's arguments before n_rows."""
+        self.run(self.config(n_rows, dtype, device, args), n_rows, row_bucket(n_rows), args)
