@@ -154,3 +154,50 @@ def to_json(results: list[Result], copy_gbps: float, device: str) -> str:
     return json.dumps({"device": device, "copy_gbps": copy_gbps,
                        "results": [dict(asdict(r), gbps=r.gbps, fraction_of_copy=r.fraction(copy_gbps))
                                    for r in results]}, indent=2) + "\n"
+
+
+def host_overhead(spec: str, head_dim: int, rows: int = 8, calls: int = 2000, repeats: int = 7) -> dict:
+    """Host microseconds a call of Quantizer.compress / .decompress (with out=) against a bare launch of
+    the same Triton kernel with the same config, at a decode size; median of `repeats` loops."""
+    import time
+
+    import kernelgen
+    from kernelgen import registry
+
+    q = kernelgen.quantizer(spec, head_dim, device="cuda")
+    x = torch.randn(rows, head_dim, device="cuda", dtype=torch.float16)
+    packed = torch.empty(rows, q.packed_dim, dtype=torch.uint8, device="cuda")
+    norms = torch.empty(rows, 1, device="cuda")
+    out = torch.empty(rows, head_dim, device="cuda", dtype=torch.float16)
+    bucket = registry.row_bucket(rows)
+    cases = {
+        "compress": (lambda: q.compress(x, out=(packed, norms)), q._kernels["compress"],
+                     (x, q._slots, packed, norms), "float16"),
+        "decompress": (lambda: q.decompress(packed, norms, out=out), q._kernels["decompress"],
+                       (packed, norms.view(-1), q._slots, out), "float16"),
+    }
+
+    def per_call(fn) -> float:
+        samples = []
+        for _ in range(repeats):
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            torch.cuda.synchronize()
+            samples.append((time.perf_counter() - start) * 1e6 / calls)
+        return statistics.median(samples)
+
+    result = {}
+    for op, (api_call, kernel, args, dtype) in cases.items():
+        api_call()
+        config = kernel.config(rows, dtype, q.device, args)
+        grid = (-(-rows // config.block_rows),)
+        meta = dict(BLOCK_ROWS=config.block_rows, num_warps=config.num_warps, num_stages=config.num_stages)
+
+        def bare(fn=kernel.fn, args=args, grid=grid, meta=meta):
+            fn[grid](*args, rows, bucket, **meta)
+
+        api_us, bare_us = per_call(api_call), per_call(bare)
+        result[op] = {"api_us": api_us, "bare_launch_us": bare_us, "ratio": api_us / bare_us}
+    return result

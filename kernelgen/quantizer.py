@@ -55,7 +55,10 @@ class Quantizer:
                 f"device={str(self.device)!r}, backend={'triton' if self._use_kernels else 'torch'})")
 
     def _on_device(self):
-        return torch.cuda.device(self.device) if self.device.type == "cuda" else contextlib.nullcontext()
+        """Make the quantizer's GPU current for the launch (free when it already is)."""
+        if self.device.type != "cuda" or torch.cuda.current_device() == self.device.index:
+            return contextlib.nullcontext()
+        return torch.cuda.device(self.device)
 
     # -- checks ---------------------------------------------------------------------------------
     def _check_tensor(self, name: str, t, dtypes, shape_text: str) -> None:

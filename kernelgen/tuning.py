@@ -4,7 +4,7 @@ Where a config comes from, first match wins:
   1. this process's memory;
   2. a shipped tuned table, generated/<spec>/tuned/<device>.json (`kernelgen tune` writes them):
      used only when its device name and compute capability are this device's and the entry's
-     kernel hash is the loaded kernel's;
+     kernel hash is the loaded kernel's; a bucket the table lacks takes its nearest tuned bucket;
   3. the on-disk cache, $KERNELGEN_CACHE_DIR or ~/.cache/kernelgen (XDG_CACHE_HOME honoured),
      keyed by device, triton version, kernel hash, row bucket and dtype;
   4. benchmarking every config of the spec's search space (never under the Triton interpreter,
@@ -83,7 +83,7 @@ def default_benchmark(fn: Callable[[], None]) -> float:
     """Median milliseconds of fn on the GPU (triton.testing.do_bench, events)."""
     import triton.testing
 
-    return triton.testing.do_bench(fn, warmup=10, rep=40, return_mode="median")
+    return triton.testing.do_bench(fn, warmup=5, rep=25, return_mode="median")
 
 
 def _read_json(path: Path, what: str, warn: bool = True) -> dict | None:
@@ -224,11 +224,22 @@ class Tuner:
         return None
 
     def _table_entry(self, folder, kernel, bucket, dtype, device) -> dict | None:
+        """The table's config for this bucket, or for the nearest bucket it has (log2 distance, ties to
+        the larger): a table tunes a few row counts and covers every bucket, so nothing tunes at run time."""
         name, capability = self._device(device)
         tkey = (folder, name, capability)
         if tkey not in self._tables:
-            self._tables[tkey] = load_table(folder, name, capability)
-        return self._tables[tkey].get(table_key(kernel, bucket, dtype))
+            by_kernel: dict[tuple, dict[int, dict]] = {}
+            for key, config in load_table(folder, name, capability).items():
+                parts = key.split("|")
+                if len(parts) == 4 and parts[2].isdigit() and isinstance(config, dict):
+                    by_kernel.setdefault((parts[0], parts[1], parts[3]), {})[int(parts[2])] = config
+            self._tables[tkey] = by_kernel
+        tuned = self._tables[tkey].get((kernel.name, kernel.module_sha256, dtype))
+        if not tuned:
+            return None
+        nearest = min(tuned, key=lambda b: (abs(b.bit_length() - bucket.bit_length()), -b))
+        return tuned[nearest]
 
     def choose(self, folder: Path, kernel: KernelId, configs: list, bucket: int, dtype: str,
                device: torch.device, interpreted: bool, run: Callable[[LaunchConfig], None]) -> LaunchConfig:

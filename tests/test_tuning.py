@@ -303,3 +303,20 @@ def test_a_call_that_needs_tuning_during_capture_raises(fresh_tuner):
     with pytest.raises(tuning.TuningDuringCapture, match="call Quantizer.warmup"):
         with torch.cuda.graph(graph):
             q.compress(x)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the fake table is written for the CPU device")
+def test_a_bucket_the_table_lacks_uses_the_nearest_tuned_bucket(tabled_spec, fresh_tuner):
+    q = kernelgen.quantizer("tqtable", 64, device="cpu")
+    kid = q._kernels["compress"].id
+    _write_table(tabled_spec, "cpu", {
+        tuning.table_key(kid, 8, "float32"): {"block_rows": 32, "num_warps": 4, "num_stages": 1},
+        tuning.table_key(kid, 2048, "float32"): {"block_rows": 128, "num_warps": 8, "num_stages": 1},
+        "garbage key": {"block_rows": 16}})
+    q.compress(torch.randn(3, 64))  # bucket 4: nearest is 8
+    assert fresh_tuner.seen[-1] == tuning.LaunchConfig(32, 4, 1)
+    q.compress(torch.randn(700, 64))  # bucket 1024: nearest is 2048
+    assert fresh_tuner.seen[-1] == tuning.LaunchConfig(128, 8, 1)
+    assert fresh_tuner.benchmark_calls == 0
+    q.compress(torch.randn(3, 64).half())  # a dtype the table lacks is tuned
+    assert fresh_tuner.benchmark_calls == 12
