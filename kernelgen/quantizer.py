@@ -3,8 +3,6 @@ launches the generated kernels (or, on a CPU without the Triton interpreter, the
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from . import registry, torch_path
@@ -54,12 +52,6 @@ class Quantizer:
         return (f"Quantizer(spec={self.spec!r}, bits={self.bits}, head_dim={self.head_dim}, "
                 f"device={str(self.device)!r}, backend={'triton' if self._use_kernels else 'torch'})")
 
-    def _on_device(self):
-        """Make the quantizer's GPU current for the launch (free when it already is)."""
-        if self.device.type != "cuda" or torch.cuda.current_device() == self.device.index:
-            return contextlib.nullcontext()
-        return torch.cuda.device(self.device)
-
     # -- checks ---------------------------------------------------------------------------------
     def _check_tensor(self, name: str, t, dtypes, shape_text: str) -> None:
         if not isinstance(t, torch.Tensor):
@@ -71,6 +63,9 @@ class Quantizer:
                              f"must be on one device (make a quantizer with device={str(t.device)!r})")
 
     def _check_out(self, name: str, t, shape, dtype) -> None:
+        if isinstance(t, torch.Tensor) and t.dtype == dtype and t.shape == shape and t.is_contiguous() \
+                and t.device == self.device:
+            return  # the common case, checked cheaply: this runs on every decode step
         self._check_tensor(name, t, (dtype,), str(tuple(shape)))
         if tuple(t.shape) != tuple(shape):
             raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(t.shape)}")
@@ -83,15 +78,39 @@ class Quantizer:
                             f"got {dtype!r}")
         return dtype
 
+    def _check_decompress_args(self, packed, norms, dtype, rotated) -> None:
+        D, P = self.head_dim, self.packed_dim
+        self._out_dtype(dtype)
+        self._check_tensor("packed", packed, (torch.uint8,), f"(..., {P})")
+        if packed.dim() == 0 or packed.shape[-1] != P:
+            raise ValueError(f"packed must have shape (..., {P}) for {self.spec} at head dim {D} "
+                             f"({D}*{self.bits}/8 bytes a row), got {tuple(packed.shape)}")
+        lead = tuple(packed.shape[:-1])
+        self._check_tensor("norms", norms, (torch.float32,), f"{(*lead, 1)}")
+        if tuple(norms.shape) != (*lead, 1):
+            raise ValueError(f"norms must have shape {(*lead, 1)} to match packed {tuple(packed.shape)}, "
+                             f"got {tuple(norms.shape)}")
+        if not isinstance(rotated, bool):
+            raise TypeError(f"rotated must be True or False, got {rotated!r}")
+
+    def _launch(self, op: str, n_rows: int, dtype: str, *args) -> None:
+        if self.device.type == "cuda" and torch.cuda.current_device() != self.device.index:
+            with torch.cuda.device(self.device):  # make the quantizer's GPU current for the launch
+                self._kernels[op].launch(n_rows, dtype, self.device, *args)
+        else:
+            self._kernels[op].launch(n_rows, dtype, self.device, *args)
+
     # -- ops ------------------------------------------------------------------------------------
     def compress(self, x: torch.Tensor, out: tuple[torch.Tensor, torch.Tensor] | None = None):
         """x (..., D) float -> (packed (..., D*bits/8) uint8, norms (..., 1) fp32)."""
         D, P = self.head_dim, self.packed_dim
-        self._check_tensor("x", x, self.dtypes, f"(..., {D})")
-        if x.dim() == 0 or x.shape[-1] != D:
-            raise ValueError(f"x must have shape (..., {D}) for {self.spec} at head dim {D}, "
-                             f"got {tuple(x.shape)}")
-        lead = tuple(x.shape[:-1])
+        if not (type(x) is torch.Tensor and x.dtype in self.dtypes and x.dim() and x.shape[-1] == D
+                and x.device == self.device):  # one cheap test first: this runs on every decode step
+            self._check_tensor("x", x, self.dtypes, f"(..., {D})")
+            if x.dim() == 0 or x.shape[-1] != D:
+                raise ValueError(f"x must have shape (..., {D}) for {self.spec} at head dim {D}, "
+                                 f"got {tuple(x.shape)}")
+        lead = x.shape[:-1]
         if out is None:
             packed = torch.empty(*lead, P, dtype=torch.uint8, device=self.device)
             norms = torch.empty(*lead, 1, dtype=torch.float32, device=self.device)
@@ -103,16 +122,14 @@ class Quantizer:
             self._check_out("out[1] (norms)", norms, (*lead, 1), torch.float32)
         # The kernels read dense, 16-byte aligned rows: a strided or offset view is copied first, so it
         # runs the very code (and rounding) its contiguous copy runs and gives the same bytes.
-        rows = x.reshape(-1, D)
+        rows = x if x.dim() == 2 else x.reshape(-1, D)
         if not rows.is_contiguous() or rows.data_ptr() % 16:
             rows = rows.clone(memory_format=torch.contiguous_format)
         n = rows.shape[0]
         if n == 0:
             return packed, norms
         if self._use_kernels:
-            with self._on_device():
-                self._kernels["compress"].launch(n, _DTYPE_NAMES[rows.dtype], self.device,
-                                                 rows, self._slots, packed, norms)
+            self._launch("compress", n, _DTYPE_NAMES[rows.dtype], rows, self._slots, packed, norms)
         else:
             p, nr = torch_path.compress_rows(rows, self.rotation, self.boundaries, self.layout)
             packed.view(n, P).copy_(p)
@@ -127,24 +144,19 @@ class Quantizer:
         rotated=True: the rotated space, centroid * norm, as turboquant-vllm's decompress.
         """
         D, P = self.head_dim, self.packed_dim
-        dtype = self._out_dtype(dtype)
-        self._check_tensor("packed", packed, (torch.uint8,), f"(..., {P})")
-        if packed.dim() == 0 or packed.shape[-1] != P:
-            raise ValueError(f"packed must have shape (..., {P}) for {self.spec} at head dim {D} "
-                             f"({D}*{self.bits}/8 bytes a row), got {tuple(packed.shape)}")
-        lead = tuple(packed.shape[:-1])
-        self._check_tensor("norms", norms, (torch.float32,), f"{(*lead, 1)}")
-        if tuple(norms.shape) != (*lead, 1):
-            raise ValueError(f"norms must have shape {(*lead, 1)} to match packed {tuple(packed.shape)}, "
-                             f"got {tuple(norms.shape)}")
-        if not isinstance(rotated, bool):
-            raise TypeError(f"rotated must be True or False, got {rotated!r}")
+        lead = packed.shape[:-1] if type(packed) is torch.Tensor else None
+        if not (lead is not None and packed.dtype == torch.uint8 and packed.shape[-1:] == (P,)
+                and type(norms) is torch.Tensor and norms.dtype == torch.float32 and norms.shape == (*lead, 1)
+                and packed.device == self.device and norms.device == self.device
+                and dtype in self.dtypes and (rotated is True or rotated is False)):
+            self._check_decompress_args(packed, norms, dtype, rotated)  # raises with the reason
+            lead = packed.shape[:-1]
         if out is None:
             out = torch.empty(*lead, D, dtype=dtype, device=self.device)
         else:
             self._check_out("out", out, (*lead, D), dtype)
-        rows = packed.reshape(-1, P).contiguous()
-        row_norms = norms.reshape(-1).contiguous()
+        rows = packed if packed.dim() == 2 and packed.is_contiguous() else packed.reshape(-1, P).contiguous()
+        row_norms = norms if norms.is_contiguous() else norms.contiguous()  # kernels index it as (n,)
         n = rows.shape[0]
         if n == 0:
             return out
@@ -155,12 +167,11 @@ class Quantizer:
             via_fp32 = dtype == torch.bfloat16 and self._interpreted
             target = torch.empty(out.shape, dtype=torch.float32, device=self.device) if via_fp32 else out
             args = (rows, row_norms, target) if rotated else (rows, row_norms, self._slots, target)
-            with self._on_device():
-                self._kernels[op].launch(n, _DTYPE_NAMES[dtype], self.device, *args)
+            self._launch(op, n, _DTYPE_NAMES[dtype], *args)
             if via_fp32:
                 out.copy_(target)
         else:
-            result = torch_path.decompress_rows(rows, row_norms, self.rotation, self.centroids, self.layout,
+            result = torch_path.decompress_rows(rows, row_norms.view(-1), self.rotation, self.centroids, self.layout,
                                                 dtype, rotated)
             out.view(n, D).copy_(result)
         return out

@@ -184,6 +184,7 @@ class BoundKernel:
         self.configs = self.autotuner.configs
         self.id = tuning.KernelId(variant.entry.kernels[op], variant.entry.module_sha256)
         self.interpreted = is_interpreted(self.autotuner)
+        self._memo: dict[tuple, tuple] = {}
 
     def run(self, config: tuning.LaunchConfig, n_rows: int, bucket: int, args: tuple) -> None:
         self.fn[(-(-n_rows // config.block_rows),)](
@@ -195,6 +196,21 @@ class BoundKernel:
         return tuning.TUNER.choose(self.variant.folder, self.id, self.configs, bucket, dtype, device,
                                    self.interpreted, lambda c: self.run(c, n_rows, bucket, args))
 
+    def last_config(self, n_rows: int, dtype: str) -> tuning.LaunchConfig | None:
+        """The config launches of this row count and dtype use under the current tuner (None: not yet)."""
+        memo = self._memo.get((row_bucket(n_rows), dtype, id(tuning.TUNER)))
+        return memo[2] if memo else None
+
     def launch(self, n_rows: int, dtype: str, device: torch.device, *args) -> None:
-        """Launch over n_rows rows; `args` are the kernel's arguments before n_rows."""
-        self.run(self.config(n_rows, dtype, device, args), n_rows, row_bucket(n_rows), args)
+        """Launch over n_rows rows; `args` are the kernel's arguments before n_rows.
+        The config of each (bucket, dtype) is looked up once per tuner, then read from a dict."""
+        bucket = MAX_ROW_BUCKET if n_rows >= MAX_ROW_BUCKET else 1 << (n_rows - 1).bit_length()
+        key = (bucket, dtype, id(tuning.TUNER))
+        memo = self._memo.get(key)
+        if memo is None:
+            config = self.config(n_rows, dtype, device, args)
+            memo = self._memo[key] = (config.block_rows, {"BLOCK_ROWS": config.block_rows,
+                                                           "num_warps": config.num_warps,
+                                                           "num_stages": config.num_stages}, config)
+        block, meta, _ = memo
+        self.fn[(-(-n_rows // block),)](*args, n_rows, bucket, **meta)

@@ -34,13 +34,18 @@ def fresh_tuner(tmp_path, monkeypatch):
         return 1.0 if (config.block_rows, config.num_warps) == (32, 8) else 2.0 + config.block_rows / 100
 
     tuner = tuning.Tuner(tuning.TuneCache(tmp_path / "cache"), benchmark=bench)
-    real_run = registry.BoundKernel.run
+    real_run, real_launch = registry.BoundKernel.run, registry.BoundKernel.launch
 
-    def recording_run(self, config, n_rows, bucket, args):
+    def recording_run(self, config, n_rows, bucket, args):  # benchmarking runs
         seen.append(config)
         return real_run(self, config, n_rows, bucket, args)
 
+    def recording_launch(self, n_rows, dtype, device, *args):  # the launch itself
+        real_launch(self, n_rows, dtype, device, *args)
+        seen.append(self.last_config(n_rows, dtype))
+
     monkeypatch.setattr(registry.BoundKernel, "run", recording_run)
+    monkeypatch.setattr(registry.BoundKernel, "launch", recording_launch)
     monkeypatch.setattr(tuning, "TUNER", tuner)
     tuner.seen = seen
     return tuner
@@ -70,16 +75,15 @@ def test_tuning_happens_once_per_bucket_and_dtype(fresh_tuner, device, gen):
     assert any("tq4_d64_compress@" in k and k.endswith("|128|float32") for k in entries)
 
 
-def test_tuned_results_still_compute_the_right_answer(fresh_tuner, device, gen):
+def test_tuned_results_still_compute_the_right_answer(fresh_tuner, monkeypatch, device, gen):
     q = kernelgen.quantizer("tq4", 96, device=device)
     x = torch.randn(77, 96, generator=gen).to(device)
     tuned = q.compress(x)
-    fresh_tuner.benchmark = None
-    os.environ["KERNELGEN_AUTOTUNE"] = "0"
-    try:
-        default = q.compress(x)
-    finally:
-        del os.environ["KERNELGEN_AUTOTUNE"]
+    assert fresh_tuner.seen[-1] == tuning.LaunchConfig(32, 8, 2)
+    monkeypatch.setenv("KERNELGEN_AUTOTUNE", "0")
+    monkeypatch.setattr(tuning, "TUNER", tuning.Tuner(tuning.TuneCache(fresh_tuner.cache.folder)))
+    default = kernelgen.quantizer("tq4", 96, device=device).compress(x)
+    assert fresh_tuner.seen[-1] == tuning.LaunchConfig(64, 4, 2)
     assert torch.equal(tuned[0], default[0]) and torch.equal(tuned[1], default[1])
 
 
