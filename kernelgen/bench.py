@@ -1,5 +1,6 @@
 """`kernelgen bench`: device time of the generated kernels against a device-to-device copy
-(the memory roofline) and the plain PyTorch path, measured in the same run.
+(the memory roofline), the seed's per-row algorithm (kernelgen/baseline.py, 4-bit specs) and
+the plain PyTorch path, all measured in the same run.
 
 Method: every implementation is warmed up (compiled and tuned) first, then K calls on K
 different input sets are captured in one CUDA graph; the graph is replayed and timed
@@ -8,6 +9,8 @@ rotate so that together they exceed the L2 cache: small sizes do not sit in L2, 
 graph replay removes host launch gaps, so the figure is device time.
 Bytes counted once per row: compress reads D inputs and writes D*bits/8 bytes + a fp32
 norm; decompress reads those and writes D outputs.
+Code agreement: the fraction of codes an implementation's compress gives that equal those of the
+PyTorch path in fp32 (on the first input set), the reference the kernels' precision is held to.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 OPS = ("compress", "decompress", "decompress_rotated")
+IMPLS = ("kernelgen", "baseline", "torch")
 DEFAULT_ROWS = (8, 2048, 65536, 1048576)
 ROTATE_BYTES = 256 << 20  # input sets together exceed the H100's 50 MB L2 several times
 MAX_SETS = 512
@@ -46,6 +50,7 @@ class Result:
     impl: str
     us: float
     bytes: int
+    code_agreement: float | None = None  # compress only: codes equal to the fp32 PyTorch path's
 
     @property
     def gbps(self) -> float:
@@ -101,12 +106,20 @@ def copy_bandwidth_gbps(nbytes: int = 1 << 30, repeats: int = 10, per_timing: in
     return 2 * nbytes / statistics.median(times) / 1e3
 
 
+def code_agreement(packed: torch.Tensor, reference: torch.Tensor, layout) -> float:
+    """Fraction of codes in `packed` equal to those in `reference` (both (n, D*bits/8) uint8)."""
+    from kernelgen import torch_path
+
+    return (torch_path.unpack_codes(packed, layout) == torch_path.unpack_codes(reference, layout)).double().mean().item()
+
+
 def bench_variant(spec: str, head_dim: int, rows: int, dtype: torch.dtype, impls=("kernelgen", "torch")):
     """Results for each op and implementation of one (spec, head dim, rows, dtype)."""
     import kernelgen
-    from kernelgen import torch_path
+    from kernelgen import baseline, torch_path
 
     q = kernelgen.quantizer(spec, head_dim, device="cuda")
+    lay = q.layout
     item = torch.tensor([], dtype=dtype).element_size()
     per_set = op_bytes("compress", head_dim, q.packed_dim, rows, item)
     sets = input_sets(per_set)
@@ -116,37 +129,59 @@ def bench_variant(spec: str, head_dim: int, rows: int, dtype: torch.dtype, impls
     outs = [torch.empty(rows, head_dim, device="cuda", dtype=dtype) for _ in range(sets)]
     for i in range(sets):
         q.compress(xs[i], out=(packed[i], norms[i]))
+    reference_codes = torch_path.compress_rows(xs[0], q.rotation, q.boundaries, lay)[0]
     results = []
 
-    def add(op, impl, calls):
+    def add(op, impl, calls, agreement=None):
         us = graph_time_us(calls)
         results.append(Result(spec, head_dim, rows, str(dtype).replace("torch.", ""), op, impl, us,
-                              op_bytes(op, head_dim, q.packed_dim, rows, item)))
+                              op_bytes(op, head_dim, q.packed_dim, rows, item), agreement))
 
     if "kernelgen" in impls:
-        add("compress", "kernelgen", [lambda i=i: q.compress(xs[i], out=(packed[i], norms[i])) for i in range(sets)])
+        add("compress", "kernelgen", [lambda i=i: q.compress(xs[i], out=(packed[i], norms[i])) for i in range(sets)],
+            code_agreement(packed[0], reference_codes, lay))
         add("decompress", "kernelgen",
             [lambda i=i: q.decompress(packed[i], norms[i], dtype=dtype, out=outs[i]) for i in range(sets)])
         add("decompress_rotated", "kernelgen",
             [lambda i=i: q.decompress(packed[i], norms[i], dtype=dtype, rotated=True, out=outs[i])
              for i in range(sets)])
+    if "baseline" in impls and baseline.supports(q.bits):
+        base_packed = [torch.empty_like(p) for p in packed]
+        baseline.compress(xs[0], q.rotation, q.boundaries, base_packed[0], torch.empty_like(norms[0]))
+        add("compress", "baseline", [lambda i=i: baseline.compress(xs[i], q.rotation, q.boundaries, base_packed[i],
+                                                                   norms[i]) for i in range(sets)],
+            code_agreement(base_packed[0], reference_codes, lay))
+        add("decompress_rotated", "baseline",
+            [lambda i=i: baseline.decompress_rotated(packed[i], norms[i], q.centroids, outs[i]) for i in range(sets)])
     if "torch" in impls:
-        lay = q.layout
         add("compress", "torch",
-            [lambda i=i: torch_path.compress_rows(xs[i], q.rotation, q.boundaries, lay) for i in range(sets)])
+            [lambda i=i: torch_path.compress_rows(xs[i], q.rotation, q.boundaries, lay) for i in range(sets)], 1.0)
         for op, rot in (("decompress", False), ("decompress_rotated", True)):
             add(op, "torch", [lambda i=i, rot=rot: torch_path.decompress_rows(
                 packed[i], norms[i].view(-1), q.rotation, q.centroids, lay, dtype, rot) for i in range(sets)])
     return results
 
 
+def _us(result: Result | None) -> str:
+    return f"{result.us:,.1f}" if result else "—"
+
+
 def markdown_table(results: list[Result], copy_gbps: float) -> str:
-    lines = [f"Device-to-device copy: {copy_gbps:.0f} GB/s (read + write).", "",
-             "| spec | D | rows | dtype | op | impl | µs | GB/s | of copy |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    """One line per (spec, D, rows, dtype, op): kernelgen's time and fraction of the copy rate, its code
+    agreement with the fp32 path, and the baseline's and PyTorch's times beside it ('—': not run)."""
+    lines = [f"Device-to-device copy: {copy_gbps:,.0f} GB/s (read + write).", "",
+             "| spec | D | rows | dtype | op | kernelgen µs | GB/s | of copy | codes = fp32 path | "
+             "baseline µs | torch µs |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    cases: dict[tuple, dict[str, Result]] = {}
     for r in results:
-        lines.append(f"| {r.spec} | {r.head_dim} | {r.rows:,} | {r.dtype} | {r.op} | {r.impl} | {r.us:,.1f} | "
-                     f"{r.gbps:,.0f} | {100 * r.fraction(copy_gbps):.1f}% |")
+        cases.setdefault((r.spec, r.head_dim, r.rows, r.dtype, r.op), {})[r.impl] = r
+    for (spec, head_dim, rows, dtype, op), by_impl in cases.items():
+        ours = by_impl.get("kernelgen")
+        speed = f"{ours.gbps:,.0f} | {100 * ours.fraction(copy_gbps):.1f}%" if ours else "— | —"
+        agree = f"{100 * ours.code_agreement:.3f}%" if ours and ours.code_agreement is not None else "—"
+        lines.append(f"| {spec} | {head_dim} | {rows:,} | {dtype} | {op} | {_us(ours)} | {speed} | {agree} | "
+                     f"{_us(by_impl.get('baseline'))} | {_us(by_impl.get('torch'))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -172,9 +207,9 @@ def host_overhead(spec: str, head_dim: int, rows: int = 8, calls: int = 2000, re
     bucket = registry.row_bucket(rows)
     cases = {
         "compress": (lambda: q.compress(x, out=(packed, norms)), q._kernels["compress"],
-                     (x, q._slots, packed, norms), "float16"),
+                     (x, q._slots[torch.float16], packed, norms), "float16"),
         "decompress": (lambda: q.decompress(packed, norms, out=out), q._kernels["decompress"],
-                       (packed, norms, q._slots, out), "float16"),
+                       (packed, norms, q._slots[torch.float16], out), "float16"),
     }
 
     def per_call(fn) -> float:
@@ -193,7 +228,7 @@ def host_overhead(spec: str, head_dim: int, rows: int = 8, calls: int = 2000, re
         api_call()
         config = kernel.config(rows, dtype, q.device, args)
         grid = (-(-rows // config.block_rows),)
-        meta = dict(BLOCK_ROWS=config.block_rows, num_warps=config.num_warps, num_stages=config.num_stages)
+        meta = kernel.meta(config, dtype)
 
         def bare(fn=kernel.fn, args=args, grid=grid, meta=meta):
             fn[grid](*args, rows, bucket, **meta)

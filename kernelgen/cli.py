@@ -141,7 +141,6 @@ def _list(args) -> int:
 
 def _tune(args) -> int:
     import torch
-    import triton
 
     from . import quantizer, registry, tuning
 
@@ -155,10 +154,9 @@ def _tune(args) -> int:
     for spec in args.specs:
         spec_name = load_spec(spec).name if spec.endswith((".yaml", ".yml")) else spec
         work += [(spec_name, d) for d in (args.head_dims or registry.available().get(spec_name, ()))]
-    tables: dict[Path, dict] = {}
     for spec_name, head_dim in work[shard::shards]:
         q = quantizer(spec_name, head_dim, device)
-        entries = tables.setdefault(q._variant.folder, {})
+        entries = {}
         for dtype_name in args.dtypes or q._variant.manifest.dtypes:
             dtype = getattr(torch, dtype_name)
             for rows in ([min(args.rows)] if args.compile_only else args.rows):
@@ -168,27 +166,39 @@ def _tune(args) -> int:
                     if args.compile_only:  # fills triton's compile cache, so a later tune only benchmarks
                         for config in space:
                             try:
-                                kernel.run(config, bucket, bucket, case)
+                                kernel.run(config, bucket, bucket, dtype_name, case)
                             except Exception as exc:  # noqa: BLE001 - reported, tuning skips it too
                                 print(f"{kernel.id.name} {config.as_dict()}: {type(exc).__name__}", flush=True)
                         continue
-                    best = tuning.TUNER.tune(kernel.id, space, lambda c: kernel.run(c, bucket, bucket, case))
+                    best = tuning.TUNER.tune(kernel.id, space,
+                                             lambda c: kernel.run(c, bucket, bucket, dtype_name, case))
                     entries[tuning.table_key(kernel.id, bucket, dtype_name)] = best.as_dict()
                     print(f"{spec_name} d{head_dim} {op} {dtype_name} bucket {bucket}: {best.as_dict()}", flush=True)
+        if entries:  # written per head dim, so an interrupted run keeps what it finished
+            current = {(kernel, v.module_sha256) for v in q._variant.manifest.variants for kernel in v.kernels.values()}
+            _merge_table(q._variant.folder / "tuned" / f"{tuning.device_slug(name, capability)}.json",
+                         name, capability, entries, current)
     if args.compile_only:
         torch.cuda.synchronize()
-        return 0
-    for folder, entries in tables.items():
-        path = folder / "tuned" / f"{tuning.device_slug(name, capability)}.json"
-        old = tuning._read_json(path, "tuned table")
-        merged = dict(old["entries"]) if old and old.get("device") == name else {}
-        merged.update(entries)
-        tuning.write_json_atomic(path, {
-            "format_version": tuning.FORMAT_VERSION, "device": name, "capability": capability,
-            "triton": triton.__version__, "command": "kernelgen " + " ".join(sys.argv[1:]),
-            "entries": merged})
-        print(f"wrote {path} ({len(merged)} entries)")
     return 0
+
+
+def _merge_table(path: Path, name: str, capability: str, entries: dict, current: set) -> None:
+    """Add `entries` to the device's table, dropping entries of kernels that are no longer current
+    ((kernel name, module sha256) not in `current`)."""
+    import triton
+
+    from . import tuning
+
+    old = tuning._read_json(path, "tuned table")
+    merged = {key: config for key, config in (old["entries"] if old and old.get("device") == name else {}).items()
+              if tuple(key.split("|")[:2]) in current}
+    merged.update(entries)
+    tuning.write_json_atomic(path, {
+        "format_version": tuning.FORMAT_VERSION, "device": name, "capability": capability,
+        "triton": triton.__version__, "command": "kernelgen " + " ".join(sys.argv[1:]),
+        "entries": merged})
+    print(f"wrote {path} ({len(merged)} entries)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--head-dims", nargs="+", type=int, default=[128])
     bench.add_argument("--rows", nargs="+", type=int, default=[8, 2048, 65536, 1048576])
     bench.add_argument("--dtypes", nargs="+", default=["float16"], choices=["float16", "bfloat16", "float32"])
-    bench.add_argument("--impls", nargs="+", default=["kernelgen", "torch"], choices=["kernelgen", "torch"])
+    bench.add_argument("--impls", nargs="+", default=["kernelgen", "baseline", "torch"],
+                       choices=["kernelgen", "baseline", "torch"],
+                       help="baseline: the seed's per-row algorithm (4-bit specs only)")
     bench.add_argument("--host-overhead", action="store_true",
                        help="also measure the API's host time against a bare kernel launch")
     bench.add_argument("--host-overhead-rows", type=int, default=8)

@@ -28,7 +28,8 @@ class Quantizer:
     """Compress and decompress vectors of one head dim with one spec's generated kernels.
 
     Attributes: `spec`, `bits`, `head_dim`, `packed_dim` (bytes a row), `device`,
-    `rotation` (D x D fp32), `centroids` (2^bits fp32), `boundaries` (2^bits - 1 fp32).
+    `rotation` (D x D fp32), `centroids` (2^bits fp32), `boundaries` (2^bits - 1 fp32),
+    `dtypes`, `precision` (dtype -> operand precision of the kernels' rotation products).
     """
 
     def __init__(self, variant: registry.LoadedVariant, device: torch.device):
@@ -40,10 +41,14 @@ class Quantizer:
         self.packed_dim = variant.layout.packed_dim
         self.device = device
         self.dtypes = variant.dtypes
+        # operand precision of the rotation products for each dtype: 'fp16', 'tf32x3', 'tf32' or 'ieee'
+        self.precision = {d: variant.precision(_DTYPE_NAMES[d]) for d in self.dtypes}
         self.rotation = variant.rotation.to(device)
         self.centroids = variant.centroids.to(device)
         self.boundaries = variant.boundaries.to(device)
-        self._slots = variant.slots().to(device)
+        # the rotation as the kernels take it, for each data dtype (fp16 slots where its products are fp16)
+        by_precision = {p: variant.slots(p).to(device) for p in set(self.precision.values())}
+        self._slots = {d: by_precision[p] for d, p in self.precision.items()}
         self._kernels = {op: registry.BoundKernel(variant, op) for op in registry.OPS}
         self._interpreted = self._kernels["compress"].interpreted
         self._use_kernels = device.type == "cuda" or self._interpreted
@@ -129,7 +134,7 @@ class Quantizer:
         if n == 0:
             return packed, norms
         if self._use_kernels:
-            self._launch("compress", n, _DTYPE_NAMES[rows.dtype], rows, self._slots, packed, norms)
+            self._launch("compress", n, _DTYPE_NAMES[rows.dtype], rows, self._slots[rows.dtype], packed, norms)
         else:
             p, nr = torch_path.compress_rows(rows, self.rotation, self.boundaries, self.layout)
             packed.view(n, P).copy_(p)
@@ -166,7 +171,7 @@ class Quantizer:
             # GPU does; under it, bf16 output goes through an fp32 buffer and torch's (correct) cast.
             via_fp32 = dtype == torch.bfloat16 and self._interpreted
             target = torch.empty(out.shape, dtype=torch.float32, device=self.device) if via_fp32 else out
-            args = (rows, row_norms, target) if rotated else (rows, row_norms, self._slots, target)
+            args = (rows, row_norms, target) if rotated else (rows, row_norms, self._slots[dtype], target)
             self._launch(op, n, _DTYPE_NAMES[dtype], *args)
             if via_fp32:
                 out.copy_(target)
@@ -210,8 +215,8 @@ class Quantizer:
         norms = torch.rand(rows, device=self.device) + 0.5
         out = torch.empty(rows, self.head_dim, dtype=dtype, device=self.device)
         args = {
-            "compress": (x, self._slots, torch.empty_like(packed), torch.empty_like(norms)),
-            "decompress": (packed, norms, self._slots, out),
+            "compress": (x, self._slots[dtype], torch.empty_like(packed), torch.empty_like(norms)),
+            "decompress": (packed, norms, self._slots[dtype], out),
             "decompress_rotated": (packed, norms, out),
         }
         return [(op, self._kernels[op], args[op]) for op in registry.OPS if op in ops]

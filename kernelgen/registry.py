@@ -105,15 +105,19 @@ class LoadedVariant:
     def kernel(self, op: str):
         return getattr(self.module, self.entry.kernels[op])
 
-    def slots(self) -> torch.Tensor:
-        """The rotation split into strided slots, zero padded: (g, DIM_PAD, SLOT_PAD) fp32.
-        slots[j, k, n] = rotation[g*n + j, k]."""
+    def precision(self, dtype: str) -> str:
+        """Operand precision of the rotation products for data of `dtype` (the module's PRECISION)."""
+        return self.module.PRECISION[dtype]
+
+    def slots(self, precision: str = "ieee") -> torch.Tensor:
+        """The rotation split into strided slots, zero padded: (g, DIM_PAD, SLOT_PAD), fp16 for the
+        fp16 precision, else fp32. slots[j, k, n] = rotation[g*n + j, k]."""
         lay = self.layout
         g = lay.codes_per_group
         out = torch.zeros(g, lay.dim_pad, lay.slot_pad, dtype=torch.float32)
         for j in range(g):
             out[j, : lay.head_dim, : lay.groups] = self.rotation[j::g, :].T
-        return out
+        return out.to(torch.float16) if precision == "fp16" else out
 
 
 def _verified_bytes(path: Path, expected: str) -> bytes:
@@ -184,17 +188,23 @@ class BoundKernel:
         self.configs = self.autotuner.configs
         self.id = tuning.KernelId(variant.entry.kernels[op], variant.entry.module_sha256)
         self.interpreted = is_interpreted(self.autotuner)
+        self.rotates = op != "decompress_rotated"  # takes the slots and a PRECISION argument
         self._memo: dict[tuple, tuple] = {}
 
-    def run(self, config: tuning.LaunchConfig, n_rows: int, bucket: int, args: tuple) -> None:
-        self.fn[(-(-n_rows // config.block_rows),)](
-            *args, n_rows, bucket, BLOCK_ROWS=config.block_rows,
-            num_warps=config.num_warps, num_stages=config.num_stages)
+    def meta(self, config: tuning.LaunchConfig, dtype: str) -> dict:
+        """The launch's compile-time arguments: the config, and the precision of the dtype's products."""
+        meta = {"BLOCK_ROWS": config.block_rows, "num_warps": config.num_warps, "num_stages": config.num_stages}
+        if self.rotates:
+            meta["PRECISION"] = self.variant.precision(dtype)
+        return meta
+
+    def run(self, config: tuning.LaunchConfig, n_rows: int, bucket: int, dtype: str, args: tuple) -> None:
+        self.fn[(-(-n_rows // config.block_rows),)](*args, n_rows, bucket, **self.meta(config, dtype))
 
     def config(self, n_rows: int, dtype: str, device: torch.device, args: tuple) -> tuning.LaunchConfig:
         bucket = row_bucket(n_rows)
         return tuning.TUNER.choose(self.variant.folder, self.id, self.configs, bucket, dtype, device,
-                                   self.interpreted, lambda c: self.run(c, n_rows, bucket, args))
+                                   self.interpreted, lambda c: self.run(c, n_rows, bucket, dtype, args))
 
     def last_config(self, n_rows: int, dtype: str) -> tuning.LaunchConfig | None:
         """The config launches of this row count and dtype use under the current tuner (None: not yet)."""
@@ -209,8 +219,6 @@ class BoundKernel:
         memo = self._memo.get(key)
         if memo is None:
             config = self.config(n_rows, dtype, device, args)
-            memo = self._memo[key] = (config.block_rows, {"BLOCK_ROWS": config.block_rows,
-                                                           "num_warps": config.num_warps,
-                                                           "num_stages": config.num_stages}, config)
+            memo = self._memo[key] = (config.block_rows, self.meta(config, dtype), config)
         block, meta, _ = memo
         self.fn[(-(-n_rows // block),)](*args, n_rows, bucket, **meta)

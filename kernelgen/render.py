@@ -66,6 +66,27 @@ def _lookup_levels(centroids: tuple[float, ...]) -> list[dict]:
     return levels
 
 
+def _search_levels(boundaries: tuple[float, ...], bits: int) -> list[dict]:
+    """A branchless binary search for the code (number of boundaries <= y) of 2^bits levels.
+
+    Level i decides code bit (bits-1-i): is y >= boundary[base + step - 1], where step = 2^(bits-1-i)
+    and base is the code the bits decided above already give. That boundary is picked from the
+    candidate bases by a tl.where tree over those bits."""
+    def threshold(decided: list[tuple[str, int]], base: int, step: int) -> str:
+        if not decided:
+            return _fp(boundaries[base + step - 1])
+        (name, weight), rest = decided[0], decided[1:]
+        return f"tl.where({name}, {threshold(rest, base + weight, step)}, {threshold(rest, base, step)})"
+
+    levels, decided = [], []
+    for i in range(bits):
+        step = 1 << (bits - 1 - i)
+        name = f"bit{bits - 1 - i}"
+        levels.append({"name": name, "threshold": threshold(decided, 0, step), "shift": bits - 1 - i})
+        decided.append((name, step))
+    return levels
+
+
 def _interleave(names: list[str]) -> str:
     """A tl.join tree whose flattened last axes list `names` in order (v0, v1, ... per group)."""
     if len(names) == 1:
@@ -73,7 +94,8 @@ def _interleave(names: list[str]) -> str:
     return f"tl.join({_interleave(names[0::2])}, {_interleave(names[1::2])})"
 
 
-K_CHUNK = 64  # dims per tl.dot step: bounds shared memory at large head dims
+ROW_CHUNK = 128  # compress reads a row padded up to this in one piece, wider rows in 64-dim chunks
+OUT_CHUNK = 64  # decompress output dims per tl.dot step: bounds shared memory at large head dims
 N_CHUNK = 64  # byte groups per decompress tl.dot step, where slots are wider
 
 
@@ -108,7 +130,10 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
         source = template.render(
             version=__version__, spec=spec, spec_path=spec_path, spec_hash=spec.digest(),
             layout=layout, codebook=codebook, names=names, lookup=_lookup_levels(codebook.centroids),
-            configs=spec.autotune.configs(), k_chunk=min(K_CHUNK, layout.dim_pad), n_chunk=N_CHUNK,
+            configs=spec.autotune.configs(), n_chunk=N_CHUNK,
+            row_chunk=layout.dim_pad if layout.dim_pad <= ROW_CHUNK else 64,
+            out_chunk=min(OUT_CHUNK, layout.dim_pad), search=_search_levels(codebook.boundaries, spec.bits),
+            precision=repr(dict(spec.rotation.precision)),
             interleave=_interleave([f"v{j}" for j in range(layout.codes_per_group)]),
             tune_key='["ROW_BUCKET"]' if spec.autotune.key == "row_bucket" else "[]",
         )

@@ -24,7 +24,8 @@ SUPPORTED_BITS = (1, 2, 3, 4)
 PADDINGS = ("pow2", "none")
 SPLITS = ("even_odd", "strided")
 ROTATION_KINDS = ("haar",)
-PRECISIONS = ("ieee", "tf32x3", "tf32")
+PRECISIONS = ("ieee", "tf32x3", "tf32", "fp16")
+DEFAULT_PRECISION = "tf32x3"
 LAWS = ("gaussian", "beta")
 INITS = ("uniform",)
 DTYPES = ("float16", "bfloat16", "float32")
@@ -40,7 +41,12 @@ class SpecError(ValueError):
 class RotationSpec:
     kind: str
     seed: int
-    precision: str  # operand precision of the tl.dot products with the rotation
+    precision: tuple[tuple[str, str], ...]  # (data dtype, operand precision of the rotation products)
+
+    def precision_for(self, dtype: str) -> str:
+        """Operand precision of the tl.dot products with the rotation for data of `dtype`:
+        ieee, tf32x3 or tf32 (fp32 operands), or fp16 (16-bit operands, fp32 accumulation)."""
+        return dict(self.precision).get(dtype, DEFAULT_PRECISION)
 
 
 @dataclass(frozen=True)
@@ -170,6 +176,27 @@ def _show(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
 
 
+def _precision(rot: _Fields, dtypes: list[str]) -> tuple[tuple[str, str], ...]:
+    """rotation.precision: one precision for every dtype, or a mapping from dtype to precision
+    (dtypes it leaves out use the default). Stored as (dtype, precision) for each spec dtype."""
+    value = rot.get("precision", DEFAULT_PRECISION)
+    allowed = f"one of {', '.join(PRECISIONS)}, or a mapping from dtypes of this spec to those"
+    if isinstance(value, str):
+        if value not in PRECISIONS:
+            raise rot.error(rot.path("precision"), f"got {_show(value)}, allowed: {allowed}")
+        return tuple((d, value) for d in dtypes)
+    if not isinstance(value, dict) or not value:
+        raise rot.error(rot.path("precision"), f"got {_show(value)}, allowed: {allowed}")
+    for dtype, precision in value.items():
+        if dtype not in dtypes:
+            raise rot.error(rot.path(f"precision.{dtype}"), f"unknown dtype; allowed: the spec's dtypes "
+                                                            f"({', '.join(dtypes)})")
+        if precision not in PRECISIONS:
+            raise rot.error(rot.path(f"precision.{dtype}"),
+                            f"got {_show(precision)}, allowed: {', '.join(PRECISIONS)}")
+    return tuple((d, value.get(d, DEFAULT_PRECISION)) for d in dtypes)
+
+
 def load_spec(path: str | Path) -> Spec:
     """Read and validate one spec file. Raises SpecError naming file and field."""
     file = str(path)
@@ -215,11 +242,17 @@ def parse_spec(text: str, file: str = "<memory>") -> Spec:
         raise top.error("split", f"got \"even_odd\" with bits {bits}: even_odd is the 4-bit case "
                                  "(two codes a byte); allowed for this bit width: strided")
 
+    dtypes = top.get("dtypes")
+    if not isinstance(dtypes, list) or not dtypes or any(d not in DTYPES for d in dtypes) \
+            or len(set(dtypes)) != len(dtypes):
+        raise top.error("dtypes", f"got {_show(dtypes)}, allowed: a non-empty list without repeats "
+                                  f"of {', '.join(DTYPES)}")
+
     rot = _Fields(top.get("rotation"), file, "rotation")
     rotation = RotationSpec(
         kind=rot.choice("kind", ROTATION_KINDS),
         seed=rot.integer("seed", low=0, high=2**63 - 1),
-        precision=rot.choice("precision", PRECISIONS, default="tf32x3"),
+        precision=_precision(rot, dtypes),
     )
     rot.finish()
 
@@ -232,12 +265,6 @@ def parse_spec(text: str, file: str = "<memory>") -> Spec:
         tolerance=cb.number("tolerance", low=0.0, high=1e-3, default=1e-10),
     )
     cb.finish()
-
-    dtypes = top.get("dtypes")
-    if not isinstance(dtypes, list) or not dtypes or any(d not in DTYPES for d in dtypes) \
-            or len(set(dtypes)) != len(dtypes):
-        raise top.error("dtypes", f"got {_show(dtypes)}, allowed: a non-empty list without repeats "
-                                  f"of {', '.join(DTYPES)}")
 
     tune = _Fields(top.get("autotune"), file, "autotune")
     autotune = AutotuneSpec(

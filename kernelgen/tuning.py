@@ -83,7 +83,7 @@ def default_benchmark(fn: Callable[[], None]) -> float:
     """Median milliseconds of fn on the GPU (triton.testing.do_bench, events)."""
     import triton.testing
 
-    return triton.testing.do_bench(fn, warmup=5, rep=25, return_mode="median")
+    return triton.testing.do_bench(fn, warmup=2, rep=10, return_mode="median")
 
 
 def _read_json(path: Path, what: str, warn: bool = True) -> dict | None:

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One device call, in order of what matters most if time runs short:
+#   1. compile every config of every shipped kernel (parallel shards: tuning then only benchmarks);
+#   2. `kernelgen tune` each spec into generated/<spec>/tuned/<device>.json (copied to $OUT/tuned/);
+#   3. `kernelgen bench` (kernels vs copy roofline vs per-row baseline vs PyTorch) and host overhead;
+#   4. the test suite natively on the GPU.
+# Usage (repo root, CUDA machine): OUT=/some/dir bash benchmarks/gpu_release.sh
+set -o pipefail
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+OUT=${OUT:-/tmp/kernelgen-out}; mkdir -p "$OUT/tuned"
+KG="python3 -m kernelgen.cli"
+start=$(date +%s); stamp() { echo "[$(( $(date +%s) - start )) s] $*" | tee -a "$OUT/steps.txt"; }
+nvidia-smi --query-gpu=name,driver_version --format=csv | tee "$OUT/env.txt"
+python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/env.txt"
+
+stamp "compile (15 shards)"
+for dt in float16 bfloat16 float32; do
+  for i in 0 1 2 3 4; do
+    timeout 200 $KG tune tq4 tq3 tq2 --compile-only --dtypes $dt --shard $i/5 > "$OUT/compile-$dt-$i.txt" 2>&1 &
+  done
+done
+wait
+grep -h -v "^$" "$OUT"/compile-*.txt | sort | uniq -c | sort -rn | head -20 > "$OUT/compile-problems.txt"
+
+for spec in tq4 tq3 tq2; do
+  stamp "tune $spec"
+  timeout 150 $KG tune $spec > "$OUT/tune-$spec.txt" 2>&1; echo "rc=$?" >> "$OUT/tune-$spec.txt"
+  cp generated/$spec/tuned/*.json "$OUT/tuned/$spec-$(basename generated/$spec/tuned/*.json)" 2>/dev/null
+  tail -1 "$OUT/tune-$spec.txt"
+done
+
+stamp "bench"
+timeout 240 $KG bench --specs tq4 --head-dims 128 --rows 8 2048 65536 1048576 --dtypes float16 bfloat16 \
+  --json "$OUT/bench-tq4-d128.json" --markdown "$OUT/bench-tq4-d128.md" > "$OUT/bench-tq4-d128.txt" 2>&1
+timeout 200 $KG bench --specs tq4 tq3 tq2 --head-dims 64 96 128 256 --rows 8 1048576 --dtypes float16 --impls kernelgen baseline \
+  --json "$OUT/bench-dims.json" --markdown "$OUT/bench-dims.md" > "$OUT/bench-dims.txt" 2>&1
+timeout 120 $KG bench --specs tq4 --head-dims 128 --rows 8 --impls kernelgen --host-overhead \
+  --markdown "$OUT/host-overhead.md" > "$OUT/host-overhead.txt" 2>&1
+$KG list > "$OUT/list.txt" 2>&1
+
+stamp "tests"
+KERNELGEN_AUTOTUNE=0 timeout ${TEST_TIMEOUT:-300} python3 -m pytest -q -p no:cacheprovider -x 2>&1 | tail -30 > "$OUT/pytest.txt"
+stamp "done"
