@@ -13,6 +13,25 @@ start=$(date +%s); stamp() { echo "[$(( $(date +%s) - start )) s] $*" | tee -a "
 nvidia-smi --query-gpu=name,driver_version --format=csv | tee "$OUT/env.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/env.txt"
 
+stamp "smoke"
+KERNELGEN_AUTOTUNE=0 python3 - > "$OUT/smoke.txt" 2>&1 <<'PY' || { cat "$OUT/smoke.txt" | tail -30; exit 1; }
+import torch, kernelgen
+from kernelgen import torch_path
+for spec, d in [("tq4", 128), ("tq3", 96), ("tq2", 256), ("tq4", 80)]:
+    q = kernelgen.quantizer(spec, d)
+    for dt in (torch.float16, torch.bfloat16, torch.float32):
+        x = torch.randn(5000, d, device="cuda", dtype=dt)
+        p, n = q.compress(x)
+        rp, rn = torch_path.compress_rows(x, q.rotation, q.boundaries, q.layout)
+        agree = (torch_path.unpack_codes(p, q.layout) == torch_path.unpack_codes(rp, q.layout)).double().mean().item()
+        y = q.decompress(p, n, dtype=dt).float()
+        ry = torch_path.decompress_rows(p, n.view(-1), q.rotation, q.centroids, q.layout, torch.float32, False)
+        err = ((y - ry).abs().max() / ry.abs().max()).item()
+        print(spec, d, dt, f"codes agree {agree:.5f}", f"decompress max rel err {err:.2e}", flush=True)
+        assert agree > 0.998 and err < 1e-2
+PY
+cat "$OUT/smoke.txt"
+
 stamp "compile (15 shards)"
 for dt in float16 bfloat16 float32; do
   for i in 0 1 2 3 4; do
