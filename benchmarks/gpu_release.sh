@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
 # One device call, in order of what matters most if time runs short:
 #   1. compile every config of every shipped kernel (parallel shards: tuning then only benchmarks);
-#   2. `kernelgen tune` each spec into generated/<spec>/tuned/<device>.json (copied to $OUT/tuned/);
-#   3. `kernelgen bench` (kernels vs copy roofline vs per-row baseline vs PyTorch) and host overhead;
+#   2. `kernelgen tune` each spec into generated/<spec>/tuned/<device>.json (packed under tuned/);
+#   3. host overhead, `kernelgen list`, then `kernelgen bench` (kernels vs copy roofline vs per-row
+#      baseline vs PyTorch);
 #   4. the test suite natively on the GPU.
+# Logs go to $LOGS; after every step they are packed into $OUT/results.tar.gz (one file: the device
+# tool returns at most 8), so a run cut short still returns what it finished.
 # Usage (repo root, CUDA machine): OUT=/some/dir bash benchmarks/gpu_release.sh
 set -o pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
-OUT=${OUT:-/tmp/kernelgen-out}; mkdir -p "$OUT/tuned"
+FINAL=${OUT:-/tmp/kernelgen-out}; LOGS=${LOGS:-/tmp/kernelgen-logs}; mkdir -p "$FINAL" "$LOGS/tuned"
 KG="python3 -m kernelgen.cli"
-start=$(date +%s); stamp() { echo "[$(( $(date +%s) - start )) s] $*" | tee -a "$OUT/steps.txt"; }
+start=$(date +%s)
+stamp() {
+  cp generated/*/tuned/*.json "$LOGS/tuned/" 2>/dev/null
+  tar -czf "$FINAL/results.tar.gz.tmp" -C "$LOGS" . && mv "$FINAL/results.tar.gz.tmp" "$FINAL/results.tar.gz"
+  echo "[$(( $(date +%s) - start )) s] $*" | tee -a "$LOGS/steps.txt"
+}
+OUT=$LOGS  # every step below writes its logs here
 nvidia-smi --query-gpu=name,driver_version --format=csv | tee "$OUT/env.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/env.txt"
 
 stamp "smoke"
-KERNELGEN_AUTOTUNE=0 python3 - > "$OUT/smoke.txt" 2>&1 <<'PY' || { cat "$OUT/smoke.txt" | tail -30; exit 1; }
+KERNELGEN_AUTOTUNE=0 python3 - > "$OUT/smoke.txt" 2>&1 <<'PY' || { tail -30 "$OUT/smoke.txt"; stamp "smoke failed"; exit 1; }
 import torch, kernelgen
 from kernelgen import torch_path
 for spec, d in [("tq4", 128), ("tq3", 96), ("tq2", 256), ("tq4", 80)]:
@@ -44,18 +53,19 @@ grep -h -v "^$" "$OUT"/compile-*.txt | sort | uniq -c | sort -rn | head -20 > "$
 for spec in tq4 tq3 tq2; do
   stamp "tune $spec"
   timeout 150 $KG tune $spec > "$OUT/tune-$spec.txt" 2>&1; echo "rc=$?" >> "$OUT/tune-$spec.txt"
-  cp generated/$spec/tuned/*.json "$OUT/tuned/$spec-$(basename generated/$spec/tuned/*.json)" 2>/dev/null
   tail -1 "$OUT/tune-$spec.txt"
 done
+
+stamp "host overhead"
+timeout 120 $KG bench --specs tq4 --head-dims 128 --rows 8 --impls kernelgen --host-overhead \
+  --markdown "$OUT/host-overhead.md" > "$OUT/host-overhead.txt" 2>&1
+$KG list > "$OUT/list.txt" 2>&1
 
 stamp "bench"
 timeout 240 $KG bench --specs tq4 --head-dims 128 --rows 8 2048 65536 1048576 --dtypes float16 bfloat16 \
   --json "$OUT/bench-tq4-d128.json" --markdown "$OUT/bench-tq4-d128.md" > "$OUT/bench-tq4-d128.txt" 2>&1
 timeout 200 $KG bench --specs tq4 tq3 tq2 --head-dims 64 96 128 256 --rows 8 1048576 --dtypes float16 --impls kernelgen baseline \
   --json "$OUT/bench-dims.json" --markdown "$OUT/bench-dims.md" > "$OUT/bench-dims.txt" 2>&1
-timeout 120 $KG bench --specs tq4 --head-dims 128 --rows 8 --impls kernelgen --host-overhead \
-  --markdown "$OUT/host-overhead.md" > "$OUT/host-overhead.txt" 2>&1
-$KG list > "$OUT/list.txt" 2>&1
 
 stamp "tests"
 KERNELGEN_AUTOTUNE=0 timeout ${TEST_TIMEOUT:-300} python3 -m pytest -q -p no:cacheprovider -x 2>&1 | tail -30 > "$OUT/pytest.txt"

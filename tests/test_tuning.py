@@ -324,3 +324,19 @@ def test_a_bucket_the_table_lacks_uses_the_nearest_tuned_bucket(tabled_spec, fre
     assert fresh_tuner.benchmark_calls == 0
     q.compress(torch.randn(3, 64).half())  # a dtype the table lacks is tuned
     assert fresh_tuner.benchmark_calls == len(q._kernels["compress"].configs)
+
+
+def test_tune_merges_tables_per_head_dim_and_drops_entries_of_replaced_kernels(tmp_path):
+    from kernelgen.cli import _merge_table
+
+    path = tmp_path / "tuned" / "gpu-sm90.json"
+    config = {"block_rows": 64, "num_warps": 4, "num_stages": 1}
+    _merge_table(path, "GPU", "9.0", {"k_d64_compress|old|8|float16": config,
+                                      "k_d64_compress|cur|8|float16": config}, {("k_d64_compress", "old"),
+                                                                                ("k_d64_compress", "cur")})
+    # the d64 kernel is rebuilt (hash 'old' is gone), then a d128 kernel is tuned
+    _merge_table(path, "GPU", "9.0", {"k_d128_compress|new|8|float16": config},
+                 {("k_d64_compress", "cur"), ("k_d128_compress", "new")})
+    data = json.loads(path.read_text())
+    assert data["device"] == "GPU" and data["capability"] == "9.0"
+    assert sorted(data["entries"]) == ["k_d128_compress|new|8|float16", "k_d64_compress|cur|8|float16"]
