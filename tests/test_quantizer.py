@@ -91,7 +91,8 @@ def test_cpu_kernels_and_torch_path_give_the_same_results(gen):
     torch.testing.assert_close(norms.view(-1), t_norms, rtol=1e-6, atol=0)
     codes = reference.unpack_bitstream(packed, 4, 96)
     t_codes = reference.unpack_bitstream(t_packed, 4, 96)
-    assert (codes != t_codes).float().mean() <= 1e-3 and (codes - t_codes).abs().max() <= 1
+    allowed = reference.max_code_flips(q.precision[torch.bfloat16], codes.numel())
+    assert (codes != t_codes).sum() <= allowed and (codes - t_codes).abs().max() <= 1
     for rotated in (False, True):
         y = q.decompress(packed, norms, dtype=torch.float32, rotated=rotated)
         t_y = torch_path.decompress_rows(packed, norms.view(-1), q.rotation, q.centroids, q.layout,
