@@ -97,7 +97,8 @@ def test_cpu_kernels_and_torch_path_give_the_same_results(gen):
         y = q.decompress(packed, norms, dtype=torch.float32, rotated=rotated)
         t_y = torch_path.decompress_rows(packed, norms.view(-1), q.rotation, q.centroids, q.layout,
                                          torch.float32, rotated)
-        torch.testing.assert_close(y, t_y, rtol=1e-5, atol=1e-6)
+        # fp32 sums in another order: errors scale with the row (norms here are about 10), not the element
+        torch.testing.assert_close(y, t_y, rtol=1e-5, atol=1e-5)
 
 
 def test_cpu_without_interpreter_uses_the_torch_path():
