@@ -156,3 +156,25 @@ def test_duplicate_spec_names_in_one_build_are_an_error(tmp_path, capsys):
     shutil.copy(a, b)
     assert main(["build", str(a), str(b), "--out", str(tmp_path / "g")]) == 2
     assert "spec names must be unique" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4])
+def test_rendered_binary_search_counts_boundaries_exactly_even_on_ties(bits):
+    """The bucketize the template bakes in, evaluated with numpy: code = number of boundaries <= y,
+    for random values and for values exactly on each boundary (which random inputs never hit)."""
+    import numpy as np
+
+    from kernelgen import constants
+    from kernelgen.spec import CodebookSpec
+
+    codebook = constants.lloyd_max(bits, 128, CodebookSpec("beta", None, "uniform", 500, 1e-10))
+    bounds = np.array(codebook.boundaries, dtype=np.float32)
+    y = np.concatenate([np.random.default_rng().standard_normal(20000).astype(np.float32) / np.sqrt(128),
+                        bounds, np.nextafter(bounds, np.float32(-1)), np.nextafter(bounds, np.float32(1)),
+                        np.float32([0.0, -0.0, -1.0, 1.0])])
+    scope = {"tl": type("tl", (), {"where": staticmethod(np.where)}), "y": y}
+    code = np.zeros(y.shape, dtype=np.int64)
+    for level in render._search_levels(codebook.boundaries, bits):
+        scope[level["name"]] = eval(f"y >= {level['threshold']}", scope)  # noqa: S307 - our own render output
+        code |= scope[level["name"]].astype(np.int64) << level["shift"]
+    assert np.array_equal(code, np.searchsorted(bounds, y, side="right"))
