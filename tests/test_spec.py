@@ -76,7 +76,10 @@ BAD = [
     (_set(["split"], "halves"), "'split'", "allowed: even_odd, strided"),
     (_set(["rotation", "kind"], "hadamard"), "'rotation.kind'", "allowed: haar"),
     (_set(["rotation", "seed"], -1), "'rotation.seed'", "an integer in"),
-    (_set(["rotation", "precision"], "fp8"), "'rotation.precision'", "ieee, tf32x3, tf32"),
+    (_set(["rotation", "precision"], "fp8"), "'rotation.precision'", "ieee, tf32x3, tf32, fp16, or a mapping"),
+    (_set(["rotation", "precision"], {"int8": "fp16"}), "'rotation.precision.int8'", "the spec's dtypes"),
+    (_set(["rotation", "precision"], {"float16": "bf16"}), "'rotation.precision.float16'", "ieee, tf32x3, tf32, fp16"),
+    (_set(["rotation", "precision"], {}), "'rotation.precision'", "or a mapping"),
     (_set(["rotation"], [1, 2]), "'rotation'", "expected a mapping"),
     (_set(["codebook", "law"], "laplace"), "'codebook.law'", "gaussian, beta"),
     (_set(["codebook", "max_iterations"], 0), "'codebook.max_iterations'", "[1, 100000]"),
@@ -144,3 +147,16 @@ def test_cli_prints_spec_error_without_traceback_and_exits_2(tmp_path):
     assert "Traceback" not in result.stderr
     assert f"{bad}: field 'bits': got 9, allowed: 1, 2, 3, 4" in result.stderr
     assert not out.exists(), "a failed build must leave the output folder untouched"
+
+
+def test_precision_is_one_value_or_a_mapping_per_dtype():
+    data = _base()
+    data["rotation"]["precision"] = "ieee"
+    spec = parse_spec(_text(data))
+    assert all(spec.rotation.precision_for(d) == "ieee" for d in spec.dtypes)
+    data["rotation"]["precision"] = {"float16": "fp16"}  # dtypes left out get the default
+    spec = parse_spec(_text(data))
+    assert spec.rotation.precision_for("float16") == "fp16"
+    assert spec.rotation.precision_for("float32") == "tf32x3"
+    del data["rotation"]["precision"]
+    assert parse_spec(_text(data)).rotation.precision_for("float16") == "tf32x3"
