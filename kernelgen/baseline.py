@@ -1,5 +1,6 @@
 """The comparison point of `kernelgen bench`: the per-row algorithm of turboquant-vllm's hand-written
-TQ4 kernels (see ../shared/ANCHORS.md), written here from its description, not from its code.
+TQ4 kernels (turboquant_vllm.triton.tq4_compress, package 1.5.0), written here from its description,
+not from its code.
 
 One program per row, no autotuning, no tensor cores. Compress loads the row, takes its norm,
 and forms the even and odd rotated coordinates as sums of products over 32-column chunks of

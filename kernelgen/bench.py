@@ -23,7 +23,6 @@ from dataclasses import asdict, dataclass
 import torch
 
 OPS = ("compress", "decompress", "decompress_rotated")
-IMPLS = ("kernelgen", "baseline", "torch")
 DEFAULT_ROWS = (8, 2048, 65536, 1048576)
 ROTATE_BYTES = 256 << 20  # input sets together exceed the H100's 50 MB L2 several times
 MAX_SETS = 512

@@ -17,6 +17,10 @@ from pathlib import Path
 
 from .spec import SpecError, load_spec
 
+# what `kernelgen bench` can time: the generated kernels, the seed's per-row algorithm (kernelgen/baseline.py,
+# 4-bit specs), the PyTorch path
+BENCH_IMPLS = ("kernelgen", "baseline", "torch")
+
 
 def _build(args) -> int:
     from .render import apply_build, plan_build
@@ -47,11 +51,23 @@ def _build(args) -> int:
     return 0
 
 
+def _unknown_specs(names) -> list[str]:
+    from . import registry
+
+    known = registry.available()
+    return [f"kernelgen: error: no generated kernels for spec {n!r}; available: {', '.join(known) or 'none'}"
+            for n in names if n not in known]
+
+
 def _bench(args) -> int:
     import torch
 
     from . import bench
 
+    errors = _unknown_specs(args.specs)
+    if errors:
+        print("\n".join(errors), file=sys.stderr)
+        return 2
     if not torch.cuda.is_available():
         print("kernelgen: error: bench needs a CUDA GPU (it times device kernels)", file=sys.stderr)
         return 2
@@ -144,15 +160,19 @@ def _tune(args) -> int:
 
     from . import quantizer, registry, tuning
 
+    spec_names = [load_spec(s).name if s.endswith((".yaml", ".yml")) else s for s in args.specs]
+    errors = _unknown_specs(spec_names)
+    if errors:
+        print("\n".join(errors), file=sys.stderr)
+        return 2
     if not torch.cuda.is_available():
         print("kernelgen: error: tune needs a CUDA GPU (it benchmarks kernels on the device)", file=sys.stderr)
         return 2
     device = torch.device("cuda", torch.cuda.current_device())
     name, capability = tuning.device_name(device)
-    shard, shards = (int(p) for p in args.shard.split("/"))
+    shard, shards = args.shard
     work = []
-    for spec in args.specs:
-        spec_name = load_spec(spec).name if spec.endswith((".yaml", ".yml")) else spec
+    for spec_name in spec_names:
         work += [(spec_name, d) for d in (args.head_dims or registry.available().get(spec_name, ()))]
     for spec_name, head_dim in work[shard::shards]:
         q = quantizer(spec_name, head_dim, device)
@@ -175,30 +195,20 @@ def _tune(args) -> int:
                     entries[tuning.table_key(kernel.id, bucket, dtype_name)] = best.as_dict()
                     print(f"{spec_name} d{head_dim} {op} {dtype_name} bucket {bucket}: {best.as_dict()}", flush=True)
         if entries:  # written per head dim, so an interrupted run keeps what it finished
+            path = q._variant.folder / "tuned" / f"{tuning.device_slug(name, capability)}.json"
             current = {(kernel, v.module_sha256) for v in q._variant.manifest.variants for kernel in v.kernels.values()}
-            _merge_table(q._variant.folder / "tuned" / f"{tuning.device_slug(name, capability)}.json",
-                         name, capability, entries, current)
+            total = tuning.merge_table(path, name, capability, entries, current, "kernelgen " + " ".join(sys.argv[1:]))
+            print(f"wrote {path} ({total} entries)", flush=True)
     if args.compile_only:
         torch.cuda.synchronize()
     return 0
 
 
-def _merge_table(path: Path, name: str, capability: str, entries: dict, current: set) -> None:
-    """Add `entries` to the device's table, dropping entries of kernels that are no longer current
-    ((kernel name, module sha256) not in `current`)."""
-    import triton
-
-    from . import tuning
-
-    old = tuning._read_json(path, "tuned table")
-    merged = {key: config for key, config in (old["entries"] if old and old.get("device") == name else {}).items()
-              if tuple(key.split("|")[:2]) in current}
-    merged.update(entries)
-    tuning.write_json_atomic(path, {
-        "format_version": tuning.FORMAT_VERSION, "device": name, "capability": capability,
-        "triton": triton.__version__, "command": "kernelgen " + " ".join(sys.argv[1:]),
-        "entries": merged})
-    print(f"wrote {path} ({len(merged)} entries)", flush=True)
+def _shard(text: str) -> tuple[int, int]:
+    part, _, count = text.partition("/")
+    if not (part.isdigit() and count.isdigit() and int(part) < int(count)):
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N, such as 0/4; got {text!r}")
+    return int(part), int(count)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                       choices=["compress", "decompress", "decompress_rotated"])
     tune.add_argument("--compile-only", action="store_true",
                       help="only compile every config (run shards of this in parallel first to save time)")
-    tune.add_argument("--shard", default="0/1", help="I/N: take every N-th (spec, head dim) from the I-th")
+    tune.add_argument("--shard", default=(0, 1), type=_shard,
+                      help="I/N: take every N-th (spec, head dim) from the I-th (0 <= I < N)")
     demo = sub.add_parser("demo", help="compress and decompress random vectors, print size and error")
     demo.add_argument("--spec", default="tq4")
     demo.add_argument("--head-dim", type=int, default=128)
@@ -231,8 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--head-dims", nargs="+", type=int, default=[128])
     bench.add_argument("--rows", nargs="+", type=int, default=[8, 2048, 65536, 1048576])
     bench.add_argument("--dtypes", nargs="+", default=["float16"], choices=["float16", "bfloat16", "float32"])
-    bench.add_argument("--impls", nargs="+", default=["kernelgen", "baseline", "torch"],
-                       choices=["kernelgen", "baseline", "torch"],
+    bench.add_argument("--impls", nargs="+", default=list(BENCH_IMPLS), choices=BENCH_IMPLS,
                        help="baseline: the seed's per-row algorithm (4-bit specs only)")
     bench.add_argument("--host-overhead", action="store_true",
                        help="also measure the API's host time against a bare kernel launch")

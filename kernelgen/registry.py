@@ -109,7 +109,7 @@ class LoadedVariant:
         """Operand precision of the rotation products for data of `dtype` (the module's PRECISION)."""
         return self.module.PRECISION[dtype]
 
-    def slots(self, precision: str = "ieee") -> torch.Tensor:
+    def slots(self, precision: str) -> torch.Tensor:
         """The rotation split into strided slots, zero padded: (g, DIM_PAD, SLOT_PAD), fp16 for the
         fp16 precision, else fp32. slots[j, k, n] = rotation[g*n + j, k]."""
         lay = self.layout

@@ -94,7 +94,8 @@ def _interleave(names: list[str]) -> str:
     return f"tl.join({_interleave(names[0::2])}, {_interleave(names[1::2])})"
 
 
-ROW_CHUNK = 128  # compress reads a row padded up to this in one piece, wider rows in 64-dim chunks
+ROW_CHUNK = 128  # compress reads a row padded up to this in one piece, wider rows in WIDE_ROW_CHUNK chunks
+WIDE_ROW_CHUNK = 64  # compress input dims per tl.dot step for rows wider than ROW_CHUNK
 OUT_CHUNK = 64  # decompress output dims per tl.dot step: bounds shared memory at large head dims
 N_CHUNK = 64  # byte groups per decompress tl.dot step, where slots are wider
 
@@ -131,9 +132,9 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             version=__version__, spec=spec, spec_path=spec_path, spec_hash=spec.digest(),
             layout=layout, codebook=codebook, names=names, lookup=_lookup_levels(codebook.centroids),
             configs=spec.autotune.configs(), n_chunk=N_CHUNK,
-            row_chunk=layout.dim_pad if layout.dim_pad <= ROW_CHUNK else 64,
+            row_chunk=layout.dim_pad if layout.dim_pad <= ROW_CHUNK else WIDE_ROW_CHUNK,
             out_chunk=min(OUT_CHUNK, layout.dim_pad), search=_search_levels(codebook.boundaries, spec.bits),
-            precision=repr(dict(spec.rotation.precision)),
+            precision=repr({d: spec.rotation.precision_for(d) for d in spec.dtypes}),
             interleave=_interleave([f"v{j}" for j in range(layout.codes_per_group)]),
             tune_key='["ROW_BUCKET"]' if spec.autotune.key == "row_bucket" else "[]",
         )

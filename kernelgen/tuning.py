@@ -184,6 +184,22 @@ def table_key(kernel: KernelId, bucket: int, dtype: str) -> str:
     return f"{kernel.name}|{kernel.module_sha256}|{bucket}|{dtype}"
 
 
+def merge_table(path: Path, name: str, capability: str, entries: dict[str, dict],
+                current: set[tuple[str, str]], command: str) -> int:
+    """Add `entries` (table_key -> config) to the tuned table at `path` for device (name, capability),
+    replacing the file atomically. Entries of kernels no longer current ((kernel name, module sha256)
+    not in `current`) and a table of another device are dropped. Returns the number of entries."""
+    import triton
+
+    old = _read_json(path, "tuned table")
+    kept = old["entries"] if old and old.get("device") == name else {}
+    merged = {key: config for key, config in kept.items() if tuple(key.split("|")[:2]) in current}
+    merged.update(entries)
+    write_json_atomic(path, {"format_version": FORMAT_VERSION, "device": name, "capability": capability,
+                             "triton": triton.__version__, "command": command, "entries": merged})
+    return len(merged)
+
+
 class Tuner:
     """Picks and remembers launch configs. `benchmark(fn) -> ms` is replaceable (tests use fakes)."""
 

@@ -123,3 +123,21 @@ def test_round_trip_mse_matches_codebook_distortion(spec, head_dim, manifest, de
     # The real law of a rotated coordinate is the Beta law, whatever law the codebook was fit to.
     theory = constants.expected_mse(codebook, "beta", head_dim)
     assert abs(mse - theory) <= 0.05 * theory, f"round-trip MSE {mse:.5f}, codebook predicts {theory:.5f}"
+
+
+def test_fp16_data_runs_the_spec_s_fp16_operands(device, gen):
+    """The spec's rotation.precision reaches the kernels: for fp16 data (fp16 in every shipped spec) the
+    codes are those of the fp16-rounded normalized row times the fp16-rounded rotation, which differ
+    from the exact product's for about 0.08% of codes (values that close to a boundary)."""
+    q = kernelgen.quantizer("tq4", 128, device=device)
+    assert q.precision == {torch.float16: "fp16", torch.bfloat16: "fp16", torch.float32: "tf32x3"}
+    x = torch.randn(1000, 128, generator=gen).half()
+    codes = reference.unpack_bitstream(q.compress(x.to(device))[0].cpu(), 4, 128)
+
+    xf = x.float()
+    unit = xf * (1.0 / (xf.pow(2).sum(1, keepdim=True).sqrt() + 1e-10))  # fp32, as the kernel normalizes
+    y16 = unit.half().double() @ q.rotation.cpu().half().double().T
+    codes16 = torch.bucketize(y16, q.boundaries.cpu().double(), right=True)
+    _, _, exact, _ = reference.compress(x, q.rotation.cpu(), q.boundaries.cpu(), 4)
+    assert (codes != codes16).sum() <= 10  # fp32 accumulation order only
+    assert (codes != exact).sum() >= 30  # ~100 expected: the operands are not fp32

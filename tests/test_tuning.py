@@ -277,6 +277,20 @@ def test_tune_and_bench_need_a_gpu():
         assert result.returncode == 2 and "needs a CUDA GPU" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_tune_and_bench_name_an_unknown_spec_and_list_the_known_ones(capsys):
+    for command in (["tune", "tq9"], ["bench", "--specs", "tq4", "tq9"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "no generated kernels for spec 'tq9'" in err and "tq4" in err and "'tq4'" not in err
+
+
+@pytest.mark.parametrize("shard", ["2/2", "a/4", "1", "3/x"])
+def test_tune_rejects_a_malformed_shard(shard, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tune", "tq4", "--shard", shard])
+    assert exit_info.value.code == 2 and "expected I/N with 0 <= I < N" in capsys.readouterr().err
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
 def test_after_warmup_calls_replay_correctly_in_a_cuda_graph(fresh_tuner, gen):
     q = kernelgen.quantizer("tq4", 128, device="cuda")
@@ -327,16 +341,17 @@ def test_a_bucket_the_table_lacks_uses_the_nearest_tuned_bucket(tabled_spec, fre
 
 
 def test_tune_merges_tables_per_head_dim_and_drops_entries_of_replaced_kernels(tmp_path):
-    from kernelgen.cli import _merge_table
-
     path = tmp_path / "tuned" / "gpu-sm90.json"
     config = {"block_rows": 64, "num_warps": 4, "num_stages": 1}
-    _merge_table(path, "GPU", "9.0", {"k_d64_compress|old|8|float16": config,
-                                      "k_d64_compress|cur|8|float16": config}, {("k_d64_compress", "old"),
-                                                                                ("k_d64_compress", "cur")})
+    assert tuning.merge_table(path, "GPU", "9.0", {"k_d64_compress|old|8|float16": config,
+                                                   "k_d64_compress|cur|8|float16": config},
+                              {("k_d64_compress", "old"), ("k_d64_compress", "cur")}, "kernelgen tune t") == 2
     # the d64 kernel is rebuilt (hash 'old' is gone), then a d128 kernel is tuned
-    _merge_table(path, "GPU", "9.0", {"k_d128_compress|new|8|float16": config},
-                 {("k_d64_compress", "cur"), ("k_d128_compress", "new")})
+    assert tuning.merge_table(path, "GPU", "9.0", {"k_d128_compress|new|8|float16": config},
+                              {("k_d64_compress", "cur"), ("k_d128_compress", "new")}, "kernelgen tune t") == 2
     data = json.loads(path.read_text())
-    assert data["device"] == "GPU" and data["capability"] == "9.0"
+    assert data["device"] == "GPU" and data["capability"] == "9.0" and data["command"] == "kernelgen tune t"
     assert sorted(data["entries"]) == ["k_d128_compress|new|8|float16", "k_d64_compress|cur|8|float16"]
+    # a table of another device at that path is replaced, not merged
+    assert tuning.merge_table(path, "Other GPU", "9.0", {"k_d128_compress|new|8|float16": config},
+                              {("k_d128_compress", "new")}, "kernelgen tune t") == 1
