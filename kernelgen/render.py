@@ -66,23 +66,29 @@ def _lookup_levels(centroids: tuple[float, ...]) -> list[dict]:
     return levels
 
 
-def _search_levels(boundaries: tuple[float, ...], bits: int) -> list[dict]:
-    """A branchless binary search for the code (number of boundaries <= y) of 2^bits levels.
+def _magnitude_search(boundaries: tuple[float, ...], bits: int) -> list[dict]:
+    """The compress search for a symmetric codebook (lloyd_max makes every codebook exactly symmetric):
+    a branchless binary search for m = the number of positive boundaries <= |y|, among the
+    2^(bits-1) - 1 of them. Level i decides bit (bits-2-i) of m: is |y| >= positive[base + step - 1],
+    where step = 2^(bits-2-i) and base is what the bits decided above already give; that boundary is
+    picked from the candidate bases by a tl.where tree over those bits. The sign of y then mirrors m
+    into the code (see the template's _code)."""
+    half = 1 << (bits - 1)
+    if any(b != -m for b, m in zip(boundaries, reversed(boundaries))) or boundaries[half - 1] != 0.0:
+        raise ValueError("the kernels' search needs a codebook symmetric about 0 (boundaries b[i] == -b[-1-i])")
+    positive = boundaries[half:]
 
-    Level i decides code bit (bits-1-i): is y >= boundary[base + step - 1], where step = 2^(bits-1-i)
-    and base is the code the bits decided above already give. That boundary is picked from the
-    candidate bases by a tl.where tree over those bits."""
     def threshold(decided: list[tuple[str, int]], base: int, step: int) -> str:
         if not decided:
-            return _fp(boundaries[base + step - 1])
+            return _fp(positive[base + step - 1])
         (name, weight), rest = decided[0], decided[1:]
         return f"tl.where({name}, {threshold(rest, base + weight, step)}, {threshold(rest, base, step)})"
 
     levels, decided = [], []
-    for i in range(bits):
-        step = 1 << (bits - 1 - i)
-        name = f"bit{bits - 1 - i}"
-        levels.append({"name": name, "threshold": threshold(decided, 0, step), "shift": bits - 1 - i})
+    for i in range(bits - 1):
+        step = 1 << (bits - 2 - i)
+        name = f"m{bits - 2 - i}"
+        levels.append({"name": name, "threshold": threshold(decided, 0, step), "weight": _fp(step)})
         decided.append((name, step))
     return levels
 
@@ -133,7 +139,8 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             layout=layout, codebook=codebook, names=names, lookup=_lookup_levels(codebook.centroids),
             configs=spec.autotune.configs(), n_chunk=N_CHUNK,
             row_chunk=layout.dim_pad if layout.dim_pad <= ROW_CHUNK else WIDE_ROW_CHUNK,
-            out_chunk=min(OUT_CHUNK, layout.dim_pad), search=_search_levels(codebook.boundaries, spec.bits),
+            out_chunk=min(OUT_CHUNK, layout.dim_pad), search=_magnitude_search(codebook.boundaries, spec.bits),
+            half=1 << (spec.bits - 1),
             precision=repr({d: spec.rotation.precision_for(d) for d in spec.dtypes}),
             interleave=_interleave([f"v{j}" for j in range(layout.codes_per_group)]),
             tune_key='["ROW_BUCKET"]' if spec.autotune.key == "row_bucket" else "[]",

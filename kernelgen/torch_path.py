@@ -34,13 +34,22 @@ def unpack_codes(packed: torch.Tensor, layout: PackLayout) -> torch.Tensor:
     return torch.stack(codes, dim=-1).reshape(packed.shape[0], layout.head_dim)
 
 
+def codes_of(rotated: torch.Tensor, boundaries: torch.Tensor) -> torch.Tensor:
+    """The code of each value, as the kernels find it: m = number of positive boundaries <= |y|, then
+    code half + m for y >= 0 and half - 1 - m for y < 0 (half = 2^(bits-1); the codebook is symmetric).
+    That is the number of boundaries <= y, except exactly on a negative boundary (farther code taken)."""
+    half = (boundaries.numel() + 1) // 2
+    m = torch.bucketize(rotated.abs(), boundaries[half:], right=True)
+    return torch.where(rotated >= 0, half + m, half - 1 - m)
+
+
 def compress_rows(rows: torch.Tensor, rotation: torch.Tensor, boundaries: torch.Tensor,
                   layout: PackLayout) -> tuple[torch.Tensor, torch.Tensor]:
     """(n, D) float rows -> ((n, P) uint8 packed, (n,) fp32 norms)."""
     x = rows.to(torch.float32)
     norms = torch.sqrt((x * x).sum(dim=1))
     rotated = (x / (norms[:, None] + NORM_EPS)) @ rotation.T
-    codes = torch.bucketize(rotated, boundaries, right=True)  # number of boundaries <= value
+    codes = codes_of(rotated, boundaries)
     return pack_codes(codes, layout), norms
 
 

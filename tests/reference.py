@@ -13,7 +13,11 @@ def codes_of(x: torch.Tensor, rotation: torch.Tensor, boundaries: torch.Tensor):
     x = x.double()
     norms = torch.linalg.vector_norm(x, dim=1)
     y = (x / (norms[:, None] + 1e-10)) @ rotation.double().T
-    codes = (y[..., None] >= boundaries.double()).sum(-1)  # number of boundaries <= y
+    # the symmetric rule: m = positive boundaries <= |y|; code half + m (y >= 0) or half - 1 - m (y < 0),
+    # which is the number of boundaries <= y except for |y| exactly on a negative boundary
+    half = (boundaries.numel() + 1) // 2
+    m = (y.abs()[..., None] >= boundaries.double()[half:]).sum(-1)
+    codes = torch.where(y >= 0, half + m, half - 1 - m)
     return y, codes, norms
 
 

@@ -159,9 +159,11 @@ def test_duplicate_spec_names_in_one_build_are_an_error(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("bits", [1, 2, 3, 4])
-def test_rendered_binary_search_counts_boundaries_exactly_even_on_ties(bits):
-    """The bucketize the template bakes in, evaluated with numpy: code = number of boundaries <= y,
-    for random values and for values exactly on each boundary (which random inputs never hit)."""
+def test_rendered_code_search_counts_boundaries_exactly_and_breaks_ties_away_from_zero(bits):
+    """The search the template bakes in, evaluated with numpy the way _code combines it: for every value
+    the code is the number of boundaries <= y (np.searchsorted), also exactly on a boundary and one ulp
+    either side of it, except exactly on a negative boundary, where it is one less (the code farther
+    from zero; random inputs never hit a boundary)."""
     import numpy as np
 
     from kernelgen import constants
@@ -172,9 +174,20 @@ def test_rendered_binary_search_counts_boundaries_exactly_even_on_ties(bits):
     y = np.concatenate([np.random.default_rng().standard_normal(20000).astype(np.float32) / np.sqrt(128),
                         bounds, np.nextafter(bounds, np.float32(-1)), np.nextafter(bounds, np.float32(1)),
                         np.float32([0.0, -0.0, -1.0, 1.0])])
-    scope = {"tl": type("tl", (), {"where": staticmethod(np.where)}), "y": y}
-    code = np.zeros(y.shape, dtype=np.int64)
-    for level in render._search_levels(codebook.boundaries, bits):
-        scope[level["name"]] = eval(f"y >= {level['threshold']}", scope)  # noqa: S307 - our own render output
-        code |= scope[level["name"]].astype(np.int64) << level["shift"]
-    assert np.array_equal(code, np.searchsorted(bounds, y, side="right"))
+    scope = {"tl": type("tl", (), {"where": staticmethod(np.where)}), "a": np.abs(y)}
+    m = np.zeros(y.shape, dtype=np.float32)
+    for level in render._magnitude_search(codebook.boundaries, bits):
+        scope[level["name"]] = eval(f"a >= {level['threshold']}", scope)  # noqa: S307 - our own render output
+        m += scope[level["name"]].astype(np.float32) * np.float32(level["weight"])
+    half = 1 << (bits - 1)
+    up = (y >= 0).astype(np.float32)
+    code = ((half - 1 - m) + up * (2 * m + 1)).astype(np.int64)  # _code's mirror, in float as there
+    on_negative_boundary = np.isin(y, bounds) & (y < 0)
+    expected = np.searchsorted(bounds, y, side="right") - on_negative_boundary
+    assert on_negative_boundary.sum() == half - 1  # the ties were really exercised
+    assert np.array_equal(code, expected)
+
+
+def test_render_refuses_a_codebook_that_is_not_symmetric():
+    with pytest.raises(ValueError, match="symmetric"):
+        render._magnitude_search((-0.5, 0.0, 0.4), 2)

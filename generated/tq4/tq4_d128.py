@@ -80,14 +80,21 @@ TUNE_KEY = ["ROW_BUCKET"]
 
 
 @triton.jit
-def _bucketize(y):
-    """Code = number of boundaries <= y, by a branchless binary search: one compare a code bit,
-    most significant first, each against the boundary the bits above it select."""
-    bit3 = y >= 0.0
-    bit2 = y >= tl.where(bit3, 0.09228016436100006, -0.09228016436100006)
-    bit1 = y >= tl.where(bit3, tl.where(bit2, 0.15251359343528748, 0.0440780371427536), tl.where(bit2, -0.0440780371427536, -0.15251359343528748))
-    bit0 = y >= tl.where(bit3, tl.where(bit2, tl.where(bit1, 0.19440923631191254, 0.12001235783100128), tl.where(bit1, 0.0673321858048439, 0.021810460835695267)), tl.where(bit2, tl.where(bit1, -0.021810460835695267, -0.0673321858048439), tl.where(bit1, -0.12001235783100128, -0.19440923631191254)))
-    return (bit3.to(tl.int32) << 3) | (bit2.to(tl.int32) << 2) | (bit1.to(tl.int32) << 1) | (bit0.to(tl.int32))
+def _code(y):
+    """The code of each rotated coordinate, as an exact small float. The codebook is symmetric, so a
+    branchless binary search finds m = the number of positive boundaries <= |y| (one compare a bit of
+    m, each against the boundary the bits above it select), and the sign mirrors it: code 8 + m
+    for y >= 0, 7 - m for y < 0. That is the number of boundaries <= y, except that |y|
+    exactly on a negative boundary takes the code farther from zero (both centroids are as close).
+    Float arithmetic throughout, no integer shifts or ors: measured faster on an H100
+    (benchmarks/experiments/float_search_tq4_d128.py)."""
+    a = tl.abs(y)
+    m2 = a >= 0.09228016436100006
+    m1 = a >= tl.where(m2, 0.15251359343528748, 0.0440780371427536)
+    m0 = a >= tl.where(m2, tl.where(m1, 0.19440923631191254, 0.12001235783100128), tl.where(m1, 0.0673321858048439, 0.021810460835695267))
+    m = m2.to(tl.float32) * 4.0 + m1.to(tl.float32) * 2.0 + m0.to(tl.float32)
+    up = (y >= 0.0).to(tl.float32)
+    return (7.0 - m) + up * (2.0 * m + 1.0)
 
 
 @triton.jit
@@ -132,7 +139,7 @@ def tq4_d128_compress(
     n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    """norm -> normalize -> rotate (one tl.dot a slot) -> bucketize -> pack. slots_ptr holds the
+    """norm -> normalize -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the
     slots in fp16 when PRECISION is fp16, else in fp32."""
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
@@ -148,9 +155,10 @@ def tq4_d128_compress(
     y1 = _dot(x, tl.load(w + 1 * DIM_PAD * SLOT_PAD), tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 1: coordinates 1, 3, 5, ...
     tl.store(norms_ptr + rows, norm, mask=row_ok)
 
-    # slot j's code goes to bits [4*(2-1-j), 4*(2-j)) of its group word: first coordinate highest
-    word = _bucketize(y0) << 4
-    word |= _bucketize(y1)
+    # slot j's code goes to bits [4*(2-1-j), 4*(2-j)) of its group word, first coordinate highest:
+    # the codes are exact small floats, so the word is their sum scaled by powers of two, exact in fp32
+    # (8 bits), converted to an integer once
+    word = (_code(y0) * 16.0 + _code(y1)).to(tl.int32)
 
     groups = tl.arange(0, SLOT_PAD)
     out_ok = row_ok[:, None]
