@@ -102,7 +102,7 @@ def _interleave(names: list[str]) -> str:
 
 ROW_CHUNK = 128  # compress reads a row padded up to this in one piece, wider rows in WIDE_ROW_CHUNK chunks
 WIDE_ROW_CHUNK = 64  # compress input dims per tl.dot step for rows wider than ROW_CHUNK
-OUT_CHUNK = 64  # decompress output dims per tl.dot step: bounds shared memory at large head dims
+OUT_CHUNK = 128  # decompress output dims per tl.dot step (one step up to D=128): bounds shared memory at large head dims
 N_CHUNK = 64  # byte groups per decompress tl.dot step, where slots are wider
 
 

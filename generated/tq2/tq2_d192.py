@@ -22,7 +22,7 @@ PACKED_DIM = tl.constexpr(48)
 BYTES_PER_GROUP = tl.constexpr(1)
 CODE_MASK = tl.constexpr(3)
 ROW_CHUNK = tl.constexpr(64)  # compress: input dims per tl.dot step
-OUT_CHUNK = tl.constexpr(64)  # decompress: output dims per tl.dot step
+OUT_CHUNK = tl.constexpr(128)  # decompress: output dims per tl.dot step
 NORM_EPS = tl.constexpr(1e-10)
 
 # Lloyd-Max codebook (beta law, 38 iterations), fp32 values.

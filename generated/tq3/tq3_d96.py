@@ -22,7 +22,7 @@ PACKED_DIM = tl.constexpr(36)
 BYTES_PER_GROUP = tl.constexpr(3)
 CODE_MASK = tl.constexpr(7)
 ROW_CHUNK = tl.constexpr(128)  # compress: input dims per tl.dot step (the whole row)
-OUT_CHUNK = tl.constexpr(64)  # decompress: output dims per tl.dot step
+OUT_CHUNK = tl.constexpr(128)  # decompress: output dims per tl.dot step
 NORM_EPS = tl.constexpr(1e-10)
 
 # Lloyd-Max codebook (beta law, 135 iterations), fp32 values.

@@ -22,7 +22,7 @@ PACKED_DIM = tl.constexpr(96)
 BYTES_PER_GROUP = tl.constexpr(1)
 CODE_MASK = tl.constexpr(15)
 ROW_CHUNK = tl.constexpr(64)  # compress: input dims per tl.dot step
-OUT_CHUNK = tl.constexpr(64)  # decompress: output dims per tl.dot step
+OUT_CHUNK = tl.constexpr(128)  # decompress: output dims per tl.dot step
 N_CHUNK = tl.constexpr(64)  # byte groups per tl.dot step in decompress (slots wider than this)
 NORM_EPS = tl.constexpr(1e-10)
 
