@@ -15,7 +15,9 @@ FINAL=${OUT:-/tmp/kernelgen-out}; LOGS=${LOGS:-/tmp/kernelgen-logs}; mkdir -p "$
 KG="python3 -m kernelgen.cli"
 start=$(date +%s)
 stamp() {
-  cp generated/*/tuned/*.json "$LOGS/tuned/" 2>/dev/null
+  for t in generated/*/tuned; do  # tables keep their spec folder: every spec's table has the same name
+    [ -d "$t" ] && mkdir -p "$LOGS/tuned/$(basename "$(dirname "$t")")" && cp "$t"/*.json "$LOGS/tuned/$(basename "$(dirname "$t")")/"
+  done
   tar -czf "$FINAL/results.tar.gz.tmp" -C "$LOGS" . && mv "$FINAL/results.tar.gz.tmp" "$FINAL/results.tar.gz"
   echo "[$(( $(date +%s) - start )) s] $*" | tee -a "$LOGS/steps.txt"
 }
@@ -70,5 +72,9 @@ timeout 200 $KG bench --specs tq4 tq3 tq2 --head-dims 64 96 128 256 --rows 8 104
 
 if [ -n "${SKIP_TESTS:-}" ]; then stamp "done (tests skipped: SKIP_TESTS set)"; exit 0; fi
 stamp "tests"
-KERNELGEN_AUTOTUNE=0 timeout ${TEST_TIMEOUT:-300} python3 -m pytest -q -p no:cacheprovider -x 2>&1 | tail -30 > "$OUT/pytest.txt"
+# the launch, tuning and API tests first (they are quick), then the whole suite while time allows
+KERNELGEN_AUTOTUNE=0 timeout 120 python3 -m pytest -q -rs -p no:cacheprovider tests/test_launch.py tests/test_tuning.py \
+  tests/test_quantizer.py 2>&1 | tail -30 > "$OUT/pytest-launch-tuning-api.txt"
+stamp "tests: launch, tuning, API"
+KERNELGEN_AUTOTUNE=0 timeout ${TEST_TIMEOUT:-300} python3 -m pytest -q -rs -p no:cacheprovider -x 2>&1 | tail -30 > "$OUT/pytest.txt"
 stamp "done"

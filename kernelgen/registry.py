@@ -178,7 +178,15 @@ def is_interpreted(kernel) -> bool:
 
 
 class BoundKernel:
-    """One generated kernel of a loaded variant, launched with the config the tuner picks."""
+    """One generated kernel of a loaded variant, launched with the config the tuner picks.
+
+    Launch path: the first launch of each (row bucket, dtype, tuner, device, pointer alignment) goes
+    through Triton's `kernel[grid](...)`, which compiles if needed and returns the compiled kernel; later
+    ones call that compiled kernel's launcher directly, skipping Triton's per-call argument binding and
+    cache lookup (most of a launch's host time at decode sizes). The key holds everything Triton
+    specializes these kernels on: the argument dtypes follow from (op, dtype), and each pointer's
+    16-byte alignment is checked on every call. Under the interpreter, or while a Triton launch hook is
+    set (profilers), every launch goes through `kernel[grid](...)`."""
 
     def __init__(self, variant: LoadedVariant, op: str):
         self.variant = variant
@@ -190,6 +198,11 @@ class BoundKernel:
         self.interpreted = is_interpreted(self.autotuner)
         self.rotates = op != "decompress_rotated"  # takes the slots and a PRECISION argument
         self._memo: dict[tuple, tuple] = {}
+        self._compiled: dict[tuple, object] = {}
+        from triton import knobs
+
+        self._knobs = knobs.runtime
+        self._current_stream = None  # the driver's, bound at the first compiled launch (none without a GPU)
 
     def meta(self, config: tuning.LaunchConfig, dtype: str) -> dict:
         """The launch's compile-time arguments: the config, and the precision of the dtype's products."""
@@ -212,13 +225,33 @@ class BoundKernel:
         return memo[2] if memo else None
 
     def launch(self, n_rows: int, dtype: str, device: torch.device, *args) -> None:
-        """Launch over n_rows rows; `args` are the kernel's arguments before n_rows.
-        The config of each (bucket, dtype) is looked up once per tuner, then read from a dict."""
+        """Launch over n_rows rows on `device` (the current device); `args` are the kernel's tensor
+        arguments before n_rows. The config of each (bucket, dtype) is looked up once per tuner."""
         bucket = MAX_ROW_BUCKET if n_rows >= MAX_ROW_BUCKET else 1 << (n_rows - 1).bit_length()
         key = (bucket, dtype, id(tuning.TUNER))
         memo = self._memo.get(key)
         if memo is None:
             config = self.config(n_rows, dtype, device, args)
-            memo = self._memo[key] = (config.block_rows, self.meta(config, dtype), config)
-        block, meta, _ = memo
-        self.fn[(-(-n_rows // block),)](*args, n_rows, bucket, **meta)
+            meta = self.meta(config, dtype)
+            constexprs = tuple(meta[name] for name in self.fn.arg_names[len(args) + 2:])
+            memo = self._memo[key] = (config.block_rows, meta, config, constexprs)
+        block, meta, _, constexprs = memo
+        grid = -(-n_rows // block)
+        if self.interpreted:
+            self.fn[(grid,)](*args, n_rows, bucket, **meta)
+            return
+        # n_rows past int32 makes Triton pick an int64 argument: another compiled kernel
+        fast_key = (key, device.index, n_rows > 0x7FFFFFFF, *[a.data_ptr() % 16 == 0 for a in args])
+        compiled = self._compiled.get(fast_key)
+        hooks = self._knobs.launch_enter_hook is not None or self._knobs.launch_exit_hook is not None
+        if compiled is None or hooks:
+            compiled = self.fn[(grid,)](*args, n_rows, bucket, **meta)  # compiles if needed, then launches
+            if compiled is not None and not hooks:
+                if self._current_stream is None:
+                    from triton.runtime.driver import driver
+
+                    self._current_stream = driver.active.get_current_stream
+                self._compiled[fast_key] = compiled
+            return
+        compiled.run(grid, 1, 1, self._current_stream(device.index), compiled.function, compiled.packed_metadata,
+                     None, None, None, *args, n_rows, bucket, *constexprs)

@@ -8,12 +8,14 @@ files of variants the spec no longer lists are removed, and `check` writes nothi
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import numpy as np
 
 from . import __version__
 from .constants import haar_rotation, lloyd_max
@@ -70,26 +72,67 @@ def _magnitude_search(boundaries: tuple[float, ...], bits: int) -> list[dict]:
     """The compress search for a symmetric codebook (lloyd_max makes every codebook exactly symmetric):
     a branchless binary search for m = the number of positive boundaries <= |y|, among the
     2^(bits-1) - 1 of them. Level i decides bit (bits-2-i) of m: is |y| >= positive[base + step - 1],
-    where step = 2^(bits-2-i) and base is what the bits decided above already give; that boundary is
-    picked from the candidate bases by a tl.where tree over those bits. The sign of y then mirrors m
-    into the code (see the template's _code)."""
+    where step = 2^(bits-2-i) and base is what the bits decided above already give.
+
+    Each level's threshold is a function of the bits decided above (0/1 floats named m<bit>, bools
+    h<bit>). It is rendered as nested multiply-adds, t = t0 + m * (t1 - t0) on the bit decided last, the
+    differences fp32 constants; that form is kept only if fp32 evaluation gives exactly the boundary for
+    every combination of bits (checked here, both bit orders), else a tl.where on the first decided bit
+    picks between the thresholds of the other bits, built the same way.
+    The sign of y then mirrors m into the code (see the template's _code)."""
     half = 1 << (bits - 1)
     if any(b != -m for b, m in zip(boundaries, reversed(boundaries))) or boundaries[half - 1] != 0.0:
         raise ValueError("the kernels' search needs a codebook symmetric about 0 (boundaries b[i] == -b[-1-i])")
-    positive = boundaries[half:]
+    positive = [np.float32(b) for b in boundaries[half:]]
 
-    def threshold(decided: list[tuple[str, int]], base: int, step: int) -> str:
+    def target(decided: list[tuple[int, int]], combo, base: int, step: int) -> np.float32:
+        return positive[base + sum(w for (_, w), c in zip(decided, combo) if c) + step - 1]
+
+    def fma_tree(decided: list[tuple[int, int]], base: int, step: int):
+        """('lit', value) or ('fma', low, bit, difference): nested multiply-adds, the last bit outermost."""
         if not decided:
-            return _fp(positive[base + step - 1])
-        (name, weight), rest = decided[0], decided[1:]
-        return f"tl.where({name}, {threshold(rest, base + weight, step)}, {threshold(rest, base, step)})"
+            return ("lit", positive[base + step - 1])
+        *rest, (bit, weight) = decided
+        low, high = fma_tree(rest, base, step), fma_tree(rest, base + weight, step)
+        return ("fma", low, bit, difference(high, low))
+
+    def difference(high, low):
+        if high[0] == "lit":
+            return ("lit", np.float32(high[1] - low[1]))
+        return ("fma", difference(high[1], low[1]), high[2], difference(high[3], low[3]))
+
+    def threshold(decided: list[tuple[int, int]], base: int, step: int):
+        """The cheapest exact form: multiply-adds (either bit order), else a tl.where on the first
+        decided bit over the thresholds of the rest."""
+        for order in (decided, decided[::-1]):
+            tree = fma_tree(order, base, step)
+            if all(value(tree, dict(zip([b for b, _ in order], combo))) == target(order, combo, base, step)
+                   for combo in itertools.product((0, 1), repeat=len(order))):
+                return tree
+        (bit, weight), rest = decided[0], decided[1:]
+        return ("where", bit, threshold(rest, base + weight, step), threshold(rest, base, step))
+
+    def value(tree, bits_set: dict[int, int]) -> np.float32:
+        if tree[0] == "lit":
+            return tree[1]
+        if tree[0] == "where":
+            return value(tree[2] if bits_set[tree[1]] else tree[3], bits_set)
+        return np.float32(value(tree[1], bits_set) + np.float32(bits_set[tree[2]]) * value(tree[3], bits_set))
+
+    def expression(tree) -> str:
+        if tree[0] == "lit":
+            return _fp(tree[1])
+        if tree[0] == "where":
+            return f"tl.where(h{tree[1]}, {expression(tree[2])}, {expression(tree[3])})"
+        scaled = expression(tree[3]) if tree[3][0] == "lit" else f"({expression(tree[3])})"
+        return f"{expression(tree[1])} + m{tree[2]} * {scaled}"
 
     levels, decided = [], []
     for i in range(bits - 1):
         step = 1 << (bits - 2 - i)
-        name = f"m{bits - 2 - i}"
-        levels.append({"name": name, "threshold": threshold(decided, 0, step), "weight": _fp(step)})
-        decided.append((name, step))
+        levels.append({"bit": bits - 2 - i, "threshold": expression(threshold(decided, 0, step)),
+                       "weight": _fp(step)})
+        decided.append((bits - 2 - i, step))
     return levels
 
 

@@ -158,8 +158,10 @@ def test_duplicate_spec_names_in_one_build_are_an_error(tmp_path, capsys):
     assert "spec names must be unique" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("law", ["beta", "gaussian"])
+@pytest.mark.parametrize("head_dim", [64, 96, 128, 256])
 @pytest.mark.parametrize("bits", [1, 2, 3, 4])
-def test_rendered_code_search_counts_boundaries_exactly_and_breaks_ties_away_from_zero(bits):
+def test_rendered_code_search_counts_boundaries_exactly_and_breaks_ties_away_from_zero(bits, head_dim, law):
     """The search the template bakes in, evaluated with numpy the way _code combines it: for every value
     the code is the number of boundaries <= y (np.searchsorted), also exactly on a boundary and one ulp
     either side of it, except exactly on a negative boundary, where it is one less (the code farther
@@ -169,16 +171,17 @@ def test_rendered_code_search_counts_boundaries_exactly_and_breaks_ties_away_fro
     from kernelgen import constants
     from kernelgen.spec import CodebookSpec
 
-    codebook = constants.lloyd_max(bits, 128, CodebookSpec("beta", None, "uniform", 500, 1e-10))
+    codebook = constants.lloyd_max(bits, head_dim, CodebookSpec(law, None, "uniform", 200, 1e-10))
     bounds = np.array(codebook.boundaries, dtype=np.float32)
-    y = np.concatenate([np.random.default_rng().standard_normal(20000).astype(np.float32) / np.sqrt(128),
+    y = np.concatenate([np.random.default_rng().standard_normal(20000).astype(np.float32) / np.sqrt(head_dim),
                         bounds, np.nextafter(bounds, np.float32(-1)), np.nextafter(bounds, np.float32(1)),
                         np.float32([0.0, -0.0, -1.0, 1.0])])
     scope = {"tl": type("tl", (), {"where": staticmethod(np.where)}), "a": np.abs(y)}
     m = np.zeros(y.shape, dtype=np.float32)
-    for level in render._magnitude_search(codebook.boundaries, bits):
-        scope[level["name"]] = eval(f"a >= {level['threshold']}", scope)  # noqa: S307 - our own render output
-        m += scope[level["name"]].astype(np.float32) * np.float32(level["weight"])
+    for level in render._magnitude_search(codebook.boundaries, bits):  # fp32 arithmetic, as on the GPU
+        h = scope[f"h{level['bit']}"] = eval(f"a >= {level['threshold']}", scope)  # noqa: S307 - our render output
+        scope[f"m{level['bit']}"] = h.astype(np.float32)
+        m += h.astype(np.float32) * np.float32(level["weight"])
     half = 1 << (bits - 1)
     up = (y >= 0).astype(np.float32)
     code = ((half - 1 - m) + up * (2 * m + 1)).astype(np.int64)  # _code's mirror, in float as there

@@ -107,8 +107,10 @@ def test_decompress_matches_reference(spec, head_dim, dtype, rows, device, gen):
     got = out.cpu().double()
     assert not got.isnan().any(), "some outputs were never written"
     scale = expected.abs().max(dim=1, keepdim=True).values
-    err = ((got - expected).abs() / scale).max()
-    assert err <= DECOMPRESS_RTOL[dt], f"max error {err:.2e} of the row's largest value"
+    # plus the output dtype's subnormal spacing: rows of tiny norm land in fp16's subnormals
+    subnormal_step = torch.finfo(dt).smallest_normal * torch.finfo(dt).eps
+    err = ((got - expected).abs() - subnormal_step).clamp(min=0) / scale
+    assert err.max() <= DECOMPRESS_RTOL[dt], f"max error {err.max():.2e} of the row's largest value"
 
 
 @pytest.mark.parametrize("spec,head_dim,manifest", [

@@ -1,0 +1,109 @@
+"""The launch path: after the first launch of a key, the compiled kernel's launcher is called directly.
+
+On the CPU the path is checked with a fake Triton function (the interpreter has no compiled kernels);
+on a GPU the real one runs, including pointers of another alignment (another compiled kernel)."""
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import kernelgen
+import reference
+from kernelgen import registry, tuning
+
+
+class _Pointer:
+    def __init__(self, address: int):
+        self.address = address
+
+    def data_ptr(self) -> int:
+        return self.address
+
+
+class _FakeCompiled:
+    function, packed_metadata = "function-handle", "packed-metadata"
+
+    def __init__(self, calls):
+        self.calls = calls
+
+    def run(self, *args):
+        self.calls.append(("direct", args))
+
+
+class _FakeJit:
+    def __init__(self, arg_names, calls):
+        self.arg_names, self.calls = arg_names, calls
+
+    def __getitem__(self, grid):
+        def launch(*args, **meta):
+            self.calls.append(("triton", grid, args, meta))
+            return _FakeCompiled(self.calls)
+        return launch
+
+
+@pytest.fixture
+def fake_kernel(monkeypatch):
+    """The compress kernel of tq4 D=128 with a fake compiled-kernel world and a fixed config."""
+    kernel = registry.BoundKernel(registry.load_variant("tq4", 128), "compress")
+    calls = []
+    kernel.fn = _FakeJit(kernel.fn.arg_names, calls)
+    kernel.interpreted = False
+    kernel._knobs = SimpleNamespace(launch_enter_hook=None, launch_exit_hook=None)
+    kernel._current_stream = lambda index: f"stream-of-{index}"
+    monkeypatch.setattr(kernel, "config", lambda n, dtype, device, args: tuning.LaunchConfig(64, 4, 1))
+    return kernel, calls
+
+
+def test_the_second_launch_of_a_key_calls_the_compiled_launcher_with_every_argument(fake_kernel):
+    kernel, calls = fake_kernel
+    args = (_Pointer(4096), _Pointer(8192), _Pointer(1024), _Pointer(2048))
+    dev = torch.device("cuda", 0)
+    kernel.launch(100, "float16", dev, *args)
+    assert calls == [("triton", (2,), (*args, 100, 128),
+                      {"BLOCK_ROWS": 64, "num_warps": 4, "num_stages": 1, "PRECISION": "fp16"})]
+    kernel.launch(120, "float16", dev, *args)  # same bucket (128), dtype, device and alignment
+    assert calls[1] == ("direct", (2, 1, 1, "stream-of-0", "function-handle", "packed-metadata", None, None, None,
+                                   *args, 120, 128, 64, "fp16"))
+    kernel.launch(129, "float16", dev, *args)  # another bucket: the first launch of that key
+    assert calls[2][0] == "triton" and calls[2][1] == (3,)
+
+
+def test_another_alignment_device_or_dtype_goes_through_triton_first(fake_kernel):
+    kernel, calls = fake_kernel
+    aligned = (_Pointer(4096), _Pointer(8192), _Pointer(1024), _Pointer(2048))
+    odd_out = (*aligned[:3], _Pointer(2052))  # norms 4 bytes off: Triton compiles another kernel
+    kernel.launch(8, "float16", torch.device("cuda", 0), *aligned)
+    kernel.launch(8, "float16", torch.device("cuda", 0), *odd_out)
+    kernel.launch(8, "float16", torch.device("cuda", 1), *aligned)
+    kernel.launch(8, "bfloat16", torch.device("cuda", 0), *aligned)
+    assert [c[0] for c in calls] == ["triton"] * 4
+    kernel.launch(8, "float16", torch.device("cuda", 0), *odd_out)
+    kernel.launch(8, "float16", torch.device("cuda", 1), *aligned)
+    assert [c[0] for c in calls[4:]] == ["direct", "direct"]
+    assert calls[5][1][3] == "stream-of-1"
+
+
+def test_a_launch_hook_sends_every_launch_through_triton(fake_kernel):
+    kernel, calls = fake_kernel
+    args = (_Pointer(4096), _Pointer(8192), _Pointer(1024), _Pointer(2048))
+    kernel._knobs.launch_enter_hook = lambda metadata: None  # a profiler
+    for _ in range(3):
+        kernel.launch(8, "float16", torch.device("cuda", 0), *args)
+    assert [c[0] for c in calls] == ["triton"] * 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="compiled kernels need a GPU")
+def test_repeated_calls_and_misaligned_outputs_give_the_reference_codes(gen):
+    q = kernelgen.quantizer("tq4", 128, device="cuda")
+    for offset in (0, 1, 0, 1):  # 1: packed and norms one element into their buffers (not 16-byte aligned)
+        x = torch.randn(40, 128, generator=gen)
+        packed_buf = torch.full((40 * 64 + 1,), 0xAA, dtype=torch.uint8, device="cuda")
+        norms_buf = torch.full((41,), float("nan"), device="cuda")
+        packed = packed_buf[offset:offset + 40 * 64].view(40, 64)
+        norms = norms_buf[offset:offset + 40].view(40, 1)
+        q.compress(x.cuda().half(), out=(packed, norms))
+        _, ref_norms, ref_codes, _ = reference.compress(x.half(), q.rotation.cpu(), q.boundaries.cpu(), 4)
+        codes = reference.unpack_bitstream(packed.cpu(), 4, 128)
+        assert (codes != ref_codes).float().mean() < 0.005
+        torch.testing.assert_close(norms.cpu().view(-1).double(), ref_norms, rtol=1e-3, atol=0)
