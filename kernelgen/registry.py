@@ -177,6 +177,26 @@ def is_interpreted(kernel) -> bool:
     return isinstance(getattr(kernel, "fn", kernel), InterpretedFunction)
 
 
+def _triton_minor() -> tuple[int, int]:
+    import triton
+
+    return tuple(int(part) for part in triton.__version__.split(".")[:2])
+
+
+# The compiled kernel's launcher protocol (grid, stream, function, packed metadata, launch metadata, hooks,
+# every argument) as read from Triton 3.6's source; other versions launch through `kernel[grid](...)`.
+_DIRECT_LAUNCH = _triton_minor() == (3, 6)
+
+
+def _hooked(hook) -> bool:
+    """Whether a Triton launch hook would do anything: Triton 3.6 keeps a HookChain (empty unless a
+    profiler adds to it) where older versions kept None or a function."""
+    if hook is None:
+        return False
+    calls = getattr(hook, "calls", None)
+    return bool(calls) if calls is not None else True
+
+
 class BoundKernel:
     """One generated kernel of a loaded variant, launched with the config the tuner picks.
 
@@ -185,8 +205,8 @@ class BoundKernel:
     ones call that compiled kernel's launcher directly, skipping Triton's per-call argument binding and
     cache lookup (most of a launch's host time at decode sizes). The key holds everything Triton
     specializes these kernels on: the argument dtypes follow from (op, dtype), and each pointer's
-    16-byte alignment is checked on every call. Under the interpreter, or while a Triton launch hook is
-    set (profilers), every launch goes through `kernel[grid](...)`."""
+    16-byte alignment is checked on every call. Under the interpreter, on a Triton other than 3.6, or
+    while a Triton launch hook is set (profilers), every launch goes through `kernel[grid](...)`."""
 
     def __init__(self, variant: LoadedVariant, op: str):
         self.variant = variant
@@ -199,9 +219,11 @@ class BoundKernel:
         self.rotates = op != "decompress_rotated"  # takes the slots and a PRECISION argument
         self._memo: dict[tuple, tuple] = {}
         self._compiled: dict[tuple, object] = {}
-        from triton import knobs
+        self._direct = not self.interpreted and _DIRECT_LAUNCH
+        if self._direct:
+            from triton import knobs
 
-        self._knobs = knobs.runtime
+            self._knobs = knobs.runtime
         self._current_stream = None  # the driver's, bound at the first compiled launch (none without a GPU)
 
     def meta(self, config: tuning.LaunchConfig, dtype: str) -> dict:
@@ -237,13 +259,13 @@ class BoundKernel:
             memo = self._memo[key] = (config.block_rows, meta, config, constexprs)
         block, meta, _, constexprs = memo
         grid = -(-n_rows // block)
-        if self.interpreted:
+        if not self._direct:
             self.fn[(grid,)](*args, n_rows, bucket, **meta)
             return
         # n_rows past int32 makes Triton pick an int64 argument: another compiled kernel
         fast_key = (key, device.index, n_rows > 0x7FFFFFFF, *[a.data_ptr() % 16 == 0 for a in args])
         compiled = self._compiled.get(fast_key)
-        hooks = self._knobs.launch_enter_hook is not None or self._knobs.launch_exit_hook is not None
+        hooks = _hooked(self._knobs.launch_enter_hook) or _hooked(self._knobs.launch_exit_hook)
         if compiled is None or hooks:
             compiled = self.fn[(grid,)](*args, n_rows, bucket, **meta)  # compiles if needed, then launches
             if compiled is not None and not hooks:

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from triton.knobs import HookChain
 
 import kernelgen
 import reference
@@ -48,8 +49,8 @@ def fake_kernel(monkeypatch):
     kernel = registry.BoundKernel(registry.load_variant("tq4", 128), "compress")
     calls = []
     kernel.fn = _FakeJit(kernel.fn.arg_names, calls)
-    kernel.interpreted = False
-    kernel._knobs = SimpleNamespace(launch_enter_hook=None, launch_exit_hook=None)
+    kernel.interpreted, kernel._direct = False, True
+    kernel._knobs = SimpleNamespace(launch_enter_hook=HookChain(), launch_exit_hook=HookChain(reversed=True))
     kernel._current_stream = lambda index: f"stream-of-{index}"
     monkeypatch.setattr(kernel, "config", lambda n, dtype, device, args: tuning.LaunchConfig(64, 4, 1))
     return kernel, calls
@@ -84,13 +85,24 @@ def test_another_alignment_device_or_dtype_goes_through_triton_first(fake_kernel
     assert calls[5][1][3] == "stream-of-1"
 
 
-def test_a_launch_hook_sends_every_launch_through_triton(fake_kernel):
+@pytest.mark.parametrize("hook", ["chain", "function"])
+def test_a_launch_hook_sends_every_launch_through_triton(fake_kernel, hook):
     kernel, calls = fake_kernel
     args = (_Pointer(4096), _Pointer(8192), _Pointer(1024), _Pointer(2048))
-    kernel._knobs.launch_enter_hook = lambda metadata: None  # a profiler
+    if hook == "chain":  # Triton 3.6: profilers add to the (empty by default) HookChain
+        kernel._knobs.launch_exit_hook.add(lambda metadata: None)
+    else:  # older Tritons: the hook is a function or None
+        kernel._knobs.launch_enter_hook = lambda metadata: None
     for _ in range(3):
         kernel.launch(8, "float16", torch.device("cuda", 0), *args)
     assert [c[0] for c in calls] == ["triton"] * 3
+
+
+def test_triton_s_default_hooks_do_not_block_the_direct_launch():
+    from triton import knobs
+
+    assert not registry._hooked(knobs.runtime.launch_enter_hook)
+    assert not registry._hooked(knobs.runtime.launch_exit_hook)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="compiled kernels need a GPU")
@@ -107,3 +119,12 @@ def test_repeated_calls_and_misaligned_outputs_give_the_reference_codes(gen):
         codes = reference.unpack_bitstream(packed.cpu(), 4, 128)
         assert (codes != ref_codes).float().mean() < 0.005
         torch.testing.assert_close(norms.cpu().view(-1).double(), ref_norms, rtol=1e-3, atol=0)
+
+
+def test_direct_launches_only_for_compiled_kernels_of_triton_3_6(monkeypatch):
+    variant = registry.load_variant("tq4", 128)
+    compiled = not registry.is_interpreted(variant.kernel("compress"))
+    monkeypatch.setattr(registry, "_DIRECT_LAUNCH", True)
+    assert registry.BoundKernel(variant, "compress")._direct == compiled  # never under the interpreter
+    monkeypatch.setattr(registry, "_DIRECT_LAUNCH", False)  # another Triton version
+    assert not registry.BoundKernel(variant, "compress")._direct
