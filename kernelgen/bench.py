@@ -235,14 +235,13 @@ def host_overhead(spec: str, head_dim: int, rows: int = 8, calls: int = 2000, re
 
         # the floor: the compiled kernel's own launcher, as the API calls it after a key's first launch
         compiled = kernel.fn[grid](*args, rows, bucket, **meta)
-        constexprs = [meta[name] for name in kernel.fn.arg_names[len(args) + 2:]]
+        constexprs = kernel.constexpr_args(meta, len(args))
         stream = torch.cuda.current_stream().cuda_stream
 
-        def launcher(c=compiled, args=args, grid=grid, constexprs=constexprs):
-            c.run(grid[0], 1, 1, stream, c.function, c.packed_metadata, None, None, None, *args, rows, bucket,
-                  *constexprs)
+        def launcher(c=compiled, grid=grid, all_args=(*args, rows, bucket, *constexprs)):
+            registry.launch_compiled(c, grid[0], stream, all_args)
 
         api_us, bare_us = per_call(api_call), per_call(bare)
-        floor_us = per_call(launcher) if registry._DIRECT_LAUNCH else float("nan")  # launcher protocol of 3.6
+        floor_us = per_call(launcher) if registry.DIRECT_LAUNCH else float("nan")  # launcher protocol of 3.6
         result[op] = {"api_us": api_us, "bare_launch_us": bare_us, "launcher_us": floor_us, "ratio": api_us / bare_us}
     return result

@@ -183,9 +183,16 @@ def _triton_minor() -> tuple[int, int]:
     return tuple(int(part) for part in triton.__version__.split(".")[:2])
 
 
-# The compiled kernel's launcher protocol (grid, stream, function, packed metadata, launch metadata, hooks,
-# every argument) as read from Triton 3.6's source; other versions launch through `kernel[grid](...)`.
-_DIRECT_LAUNCH = _triton_minor() == (3, 6)
+# The compiled kernel's launcher protocol (see launch_compiled) is read from Triton 3.6's source; other
+# versions launch through `kernel[grid](...)`.
+DIRECT_LAUNCH = _triton_minor() == (3, 6)
+
+
+def launch_compiled(compiled, grid: int, stream: int, args: tuple) -> None:
+    """Launch a Triton 3.6 CompiledKernel (what `kernel[grid](...)` returns) over `grid` programs on
+    `stream`, as Triton's own launch does but without hooks; `args` are every kernel argument in
+    signature order, constexprs included."""
+    compiled.run(grid, 1, 1, stream, compiled.function, compiled.packed_metadata, None, None, None, *args)
 
 
 def _hooked(hook) -> bool:
@@ -219,7 +226,7 @@ class BoundKernel:
         self.rotates = op != "decompress_rotated"  # takes the slots and a PRECISION argument
         self._memo: dict[tuple, tuple] = {}
         self._compiled: dict[tuple, object] = {}
-        self._direct = not self.interpreted and _DIRECT_LAUNCH
+        self._direct = not self.interpreted and DIRECT_LAUNCH
         if self._direct:
             from triton import knobs
 
@@ -232,6 +239,11 @@ class BoundKernel:
         if self.rotates:
             meta["PRECISION"] = self.variant.precision(dtype)
         return meta
+
+    def constexpr_args(self, meta: dict, n_tensors: int) -> tuple:
+        """The values of the kernel's constexpr parameters (after the tensors, n_rows and ROW_BUCKET), in
+        signature order: the tail of the argument list a compiled kernel's launcher takes."""
+        return tuple(meta[name] for name in self.fn.arg_names[n_tensors + 2:])
 
     def run(self, config: tuning.LaunchConfig, n_rows: int, bucket: int, dtype: str, args: tuple) -> None:
         self.fn[(-(-n_rows // config.block_rows),)](*args, n_rows, bucket, **self.meta(config, dtype))
@@ -255,7 +267,7 @@ class BoundKernel:
         if memo is None:
             config = self.config(n_rows, dtype, device, args)
             meta = self.meta(config, dtype)
-            constexprs = tuple(meta[name] for name in self.fn.arg_names[len(args) + 2:])
+            constexprs = self.constexpr_args(meta, len(args))
             memo = self._memo[key] = (config.block_rows, meta, config, constexprs)
         block, meta, _, constexprs = memo
         grid = -(-n_rows // block)
@@ -275,5 +287,4 @@ class BoundKernel:
                     self._current_stream = driver.active.get_current_stream
                 self._compiled[fast_key] = compiled
             return
-        compiled.run(grid, 1, 1, self._current_stream(device.index), compiled.function, compiled.packed_metadata,
-                     None, None, None, *args, n_rows, bucket, *constexprs)
+        launch_compiled(compiled, grid, self._current_stream(device.index), (*args, n_rows, bucket, *constexprs))

@@ -124,7 +124,7 @@ def test_repeated_calls_and_misaligned_outputs_give_the_reference_codes(gen):
 def test_direct_launches_only_for_compiled_kernels_of_triton_3_6(monkeypatch):
     variant = registry.load_variant("tq4", 128)
     compiled = not registry.is_interpreted(variant.kernel("compress"))
-    monkeypatch.setattr(registry, "_DIRECT_LAUNCH", True)
+    monkeypatch.setattr(registry, "DIRECT_LAUNCH", True)
     assert registry.BoundKernel(variant, "compress")._direct == compiled  # never under the interpreter
-    monkeypatch.setattr(registry, "_DIRECT_LAUNCH", False)  # another Triton version
+    monkeypatch.setattr(registry, "DIRECT_LAUNCH", False)  # another Triton version
     assert not registry.BoundKernel(variant, "compress")._direct

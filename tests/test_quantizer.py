@@ -239,3 +239,15 @@ def test_demo_command_prints_size_and_error():
     assert "12,800 bytes -> 3,600 bytes (3.56x smaller)" in result.stdout
     err = float(result.stdout.split("=")[-1])
     assert 0.006 < err < 0.014
+
+
+def test_torch_path_codes_count_boundaries_and_break_negative_ties_away_from_zero():
+    """torch_path.codes_of follows the kernels' rule (README, Stored format): the number of boundaries
+    <= y, except exactly on a negative boundary, where the code is one lower (farther from zero)."""
+    b = kernelgen.quantizer("tq4", 128, device="cpu").boundaries
+    y = torch.cat([b, torch.nextafter(b, torch.full_like(b, -1.0)), torch.nextafter(b, torch.full_like(b, 1.0)),
+                   torch.tensor([0.0, -0.0, 1.0, -1.0]), torch.randn(1000) / 128 ** 0.5])
+    on_negative_boundary = torch.isin(y, b) & (y < 0)
+    expected = torch.searchsorted(b, y, right=True) - on_negative_boundary.long()
+    assert on_negative_boundary.sum() == 7
+    assert torch.equal(torch_path.codes_of(y, b), expected)
