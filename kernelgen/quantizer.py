@@ -46,9 +46,13 @@ class Quantizer:
         self.rotation = variant.rotation.to(device)
         self.centroids = variant.centroids.to(device)
         self.boundaries = variant.boundaries.to(device)
-        # the rotation as the kernels take it, for each data dtype (fp16 slots where its products are fp16)
-        by_precision = {p: variant.slots(p).to(device) for p in set(self.precision.values())}
-        self._slots = {d: by_precision[p] for d, p in self.precision.items()}
+        # the rotation and the codebook as the kernels take them, for each data dtype (fp16 where its
+        # products are fp16); decompress_rotated gathers fp32 centroids (it returns centroid * norm exactly)
+        slots = {p: variant.slots(p).to(device) for p in set(self.precision.values())}
+        tables = {p: variant.centroid_table(p).to(device) for p in set(self.precision.values())}
+        self._slots = {d: slots[p] for d, p in self.precision.items()}
+        self._centroid_table = {d: tables[p] for d, p in self.precision.items()}
+        self._rotated_table = variant.centroids.to(device)
         self._kernels = {op: registry.BoundKernel(variant, op) for op in registry.OPS}
         self._interpreted = self._kernels["compress"].interpreted
         self._use_kernels = device.type == "cuda" or self._interpreted
@@ -171,7 +175,8 @@ class Quantizer:
             # GPU does; under it, bf16 output goes through an fp32 buffer and torch's (correct) cast.
             via_fp32 = dtype == torch.bfloat16 and self._interpreted
             target = torch.empty(out.shape, dtype=torch.float32, device=self.device) if via_fp32 else out
-            args = (rows, row_norms, target) if rotated else (rows, row_norms, self._slots[dtype], target)
+            args = ((rows, row_norms, self._rotated_table, target) if rotated
+                    else (rows, row_norms, self._slots[dtype], self._centroid_table[dtype], target))
             self._launch(op, n, _DTYPE_NAMES[dtype], *args)
             if via_fp32:
                 out.copy_(target)
@@ -216,8 +221,8 @@ class Quantizer:
         out = torch.empty(rows, self.head_dim, dtype=dtype, device=self.device)
         args = {
             "compress": (x, self._slots[dtype], torch.empty_like(packed), torch.empty_like(norms)),
-            "decompress": (packed, norms, self._slots[dtype], out),
-            "decompress_rotated": (packed, norms, out),
+            "decompress": (packed, norms, self._slots[dtype], self._centroid_table[dtype], out),
+            "decompress_rotated": (packed, norms, self._rotated_table, out),
         }
         return [(op, self._kernels[op], args[op]) for op in registry.OPS if op in ops]
 

@@ -119,6 +119,11 @@ class LoadedVariant:
             out[j, : lay.head_dim, : lay.groups] = self.rotation[j::g, :].T
         return out.to(torch.float16) if precision == "fp16" else out
 
+    def centroid_table(self, precision: str) -> torch.Tensor:
+        """The codebook as the decompress kernel gathers it: (2^bits,), fp16 for the fp16 precision
+        (what the product's operands are rounded to anyway), else fp32."""
+        return self.centroids.to(torch.float16) if precision == "fp16" else self.centroids.clone()
+
 
 def _verified_bytes(path: Path, expected: str) -> bytes:
     data = path.read_bytes()

@@ -54,20 +54,6 @@ def kernel_names(spec: Spec, head_dim: int) -> dict[str, str]:
             "decompress_rotated": f"{stem}_decompress_rotated"}
 
 
-def _lookup_levels(centroids: tuple[float, ...]) -> list[dict]:
-    """A select tree over the code's bits: level l picks between pairs on bit l."""
-    names = [_fp(c) for c in centroids]
-    levels = []
-    level = 0
-    while len(names) > 1:
-        pairs = [{"out": f"v{level}_{i}", "low": names[2 * i], "high": names[2 * i + 1]}
-                 for i in range(len(names) // 2)]
-        levels.append({"mask": 1 << level, "pairs": pairs})
-        names = [p["out"] for p in pairs]
-        level += 1
-    return levels
-
-
 def _magnitude_search(boundaries: tuple[float, ...], bits: int) -> list[dict]:
     """The compress search for a symmetric codebook (lloyd_max makes every codebook exactly symmetric):
     a branchless binary search for m = the number of positive boundaries <= |y|, among the
@@ -179,7 +165,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
         names = kernel_names(spec, head_dim)
         source = template.render(
             version=__version__, spec=spec, spec_path=spec_path, spec_hash=spec.digest(),
-            layout=layout, codebook=codebook, names=names, lookup=_lookup_levels(codebook.centroids),
+            layout=layout, codebook=codebook, names=names,
             configs=spec.autotune.configs(), n_chunk=N_CHUNK,
             row_chunk=layout.dim_pad if layout.dim_pad <= ROW_CHUNK else WIDE_ROW_CHUNK,
             out_chunk=min(OUT_CHUNK, layout.dim_pad), search=_magnitude_search(codebook.boundaries, spec.bits),

@@ -22,6 +22,16 @@ from kernelgen.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _ignoring_shipped_tables(tuner, monkeypatch):
+    """The tuner, made to skip the shipped generated/ tables (an H100 has one, and it would answer
+    before any tuning): the tests that use it are about tuning, so only tables of other folders (the
+    tabled_spec fixture's) are read."""
+    shipped, table_entry = registry.shipped_dir().resolve(), tuner._table_entry
+    monkeypatch.setattr(tuner, "_table_entry", lambda folder, *rest: None if Path(folder).resolve().parent == shipped
+                        else table_entry(folder, *rest))
+    return tuner
+
+
 @pytest.fixture
 def fresh_tuner(tmp_path, monkeypatch):
     """A tuner with an empty cache in tmp_path and a fake benchmarker that records what it ran."""
@@ -33,12 +43,7 @@ def fresh_tuner(tmp_path, monkeypatch):
         config = seen[-1]
         return 1.0 if (config.block_rows, config.num_warps) == (32, 8) else 2.0 + config.block_rows / 100
 
-    tuner = tuning.Tuner(tuning.TuneCache(tmp_path / "cache"), benchmark=bench)
-    # The shipped generated/ tables (an H100 has one) would answer before any tuning; these tests are
-    # about tuning, so only tables of other folders (the tabled_spec fixture's) are read.
-    shipped, table_entry = registry.shipped_dir().resolve(), tuner._table_entry
-    monkeypatch.setattr(tuner, "_table_entry", lambda folder, *rest: None if Path(folder).resolve().parent == shipped
-                        else table_entry(folder, *rest))
+    tuner = _ignoring_shipped_tables(tuning.Tuner(tuning.TuneCache(tmp_path / "cache"), benchmark=bench), monkeypatch)
     real_run, real_launch = registry.BoundKernel.run, registry.BoundKernel.launch
 
     def recording_run(self, config, n_rows, bucket, dtype, args):  # benchmarking runs
@@ -158,7 +163,8 @@ def test_processes_tuning_at_once_leave_a_valid_cache_with_every_result(tmp_path
 def test_an_unwritable_cache_folder_falls_back_to_memory_with_a_warning(tmp_path, monkeypatch, device, gen):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    tuner = tuning.Tuner(tuning.TuneCache(blocker / "cache"), benchmark=lambda fn: 1.0)
+    tuner = _ignoring_shipped_tables(tuning.Tuner(tuning.TuneCache(blocker / "cache"), benchmark=lambda fn: 1.0),
+                                     monkeypatch)
     monkeypatch.setattr(tuning, "TUNER", tuner)
     monkeypatch.delenv("KERNELGEN_AUTOTUNE", raising=False)
     q = kernelgen.quantizer("tq4", 64, device=device)

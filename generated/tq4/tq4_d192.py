@@ -9,6 +9,8 @@ stream (2 codes in 1 byte); norms as fp32.
 The rotation arrives as `slots`, a (2, 256, 128) tensor, zero padded
 (fp16 where PRECISION below says fp16, else fp32):
 slots[j, k, n] = rotation[2*n + j, k], so slot j's product gives code j of every byte group.
+The decompress kernels take the codebook as `centroids`, a (16,) table (CENTROIDS below; fp16 where
+PRECISION says fp16 for the products, else fp32; fp32 always for decompress_rotated).
 """
 
 import triton
@@ -85,9 +87,9 @@ def _code(y):
     """The code of each rotated coordinate, as an exact small float. The codebook is symmetric, so a
     branchless binary search finds m = the number of positive boundaries <= |y| (one compare a bit of
     m, each against the boundary the bits above it select: a multiply-add of those 0/1 bits, exact for
-    these constants), and the sign mirrors it: code 8 + m
-    for y >= 0, 7 - m for y < 0. That is the number of boundaries <= y, except that |y|
-    exactly on a negative boundary takes the code farther from zero (both centroids are as close).
+    these constants), and the sign mirrors it: code 8 + m for y >= 0, 7 - m for y < 0.
+    That is the number of boundaries <= y, except that |y| exactly on a negative boundary takes the
+    code farther from zero (both centroids are as close).
     Float arithmetic throughout, no integer shifts or ors: measured faster on an H100
     (benchmarks/experiments/float_search_tq4_d128.py)."""
     a = tl.abs(y)
@@ -113,28 +115,11 @@ def _dot(a, b, acc, PRECISION: tl.constexpr):
 
 
 @triton.jit
-def _centroid(code):
-    """Centroid of each code, selected bit by bit (low bit first)."""
-    bit = (code & 1) != 0
-    v0_0 = tl.where(bit, -0.13903608918190002, -0.1784328669309616)
-    v0_1 = tl.where(bit, -0.08596177399158478, -0.11001758277416229)
-    v0_2 = tl.where(bit, -0.04522189870476723, -0.06473110616207123)
-    v0_3 = tl.where(bit, -0.008859102614223957, -0.02675723098218441)
-    v0_4 = tl.where(bit, 0.02675723098218441, 0.008859102614223957)
-    v0_5 = tl.where(bit, 0.06473110616207123, 0.04522189870476723)
-    v0_6 = tl.where(bit, 0.11001758277416229, 0.08596177399158478)
-    v0_7 = tl.where(bit, 0.1784328669309616, 0.13903608918190002)
-    bit = (code & 2) != 0
-    v1_0 = tl.where(bit, v0_1, v0_0)
-    v1_1 = tl.where(bit, v0_3, v0_2)
-    v1_2 = tl.where(bit, v0_5, v0_4)
-    v1_3 = tl.where(bit, v0_7, v0_6)
-    bit = (code & 4) != 0
-    v2_0 = tl.where(bit, v1_1, v1_0)
-    v2_1 = tl.where(bit, v1_3, v1_2)
-    bit = (code & 8) != 0
-    v3_0 = tl.where(bit, v2_1, v2_0)
-    return v3_0
+def _centroid(centroids_ptr, code):
+    """Centroid of each code (0 <= code < 16): a gather from the 16-entry table, which stays in L1;
+    measured faster on an H100 than selecting among constants bit by bit
+    (benchmarks/experiments/gather_loop_tq4_d128.py)."""
+    return tl.load(centroids_ptr + code)
 
 
 @triton.autotune(configs=CONFIGS, key=TUNE_KEY)
@@ -192,16 +177,17 @@ def _load_words(packed_ptr, rows, row_ok, first_group, WIDTH: tl.constexpr):
 @triton.autotune(configs=CONFIGS, key=TUNE_KEY)
 @triton.jit(do_not_specialize=["n_rows", "ROW_BUCKET"])
 def tq4_d192_decompress(
-    packed_ptr, norms_ptr, slots_ptr, out_ptr,
+    packed_ptr, norms_ptr, slots_ptr, centroids_ptr, out_ptr,
     n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    """unpack -> centroids -> inverse rotation (one tl.dot a slot, OUT_CHUNK output dims at a time) -> scale by norm."""
+    """unpack -> centroids -> inverse rotation (one tl.dot a slot, OUT_CHUNK output dims at a time) -> scale by norm.
+    slots_ptr and centroids_ptr hold fp16 when PRECISION is fp16, else fp32."""
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
+    k = tl.arange(0, OUT_CHUNK)[None, :]
     norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
     out_rows = out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM
-    k = tl.arange(0, OUT_CHUNK)[None, :]
     n = tl.arange(0, N_CHUNK)[:, None]
     for k0 in range(0, DIM_PAD, OUT_CHUNK):
         x = tl.zeros((BLOCK_ROWS, OUT_CHUNK), dtype=tl.float32)
@@ -209,8 +195,8 @@ def tq4_d192_decompress(
         for n0 in tl.static_range(0, SLOT_PAD, N_CHUNK):
             word = _load_words(packed_ptr, rows, row_ok, n0, N_CHUNK)
             w = slots_ptr + (k0 + k) * SLOT_PAD + n0 + n  # slots[j] transposed: padded groups meet zero rows
-            x = _dot(_centroid((word >> 4) & CODE_MASK), tl.load(w), x, PRECISION)
-            x = _dot(_centroid(word & CODE_MASK), tl.load(w + 1 * DIM_PAD * SLOT_PAD), x, PRECISION)
+            x = _dot(_centroid(centroids_ptr, (word >> 4) & CODE_MASK), tl.load(w), x, PRECISION)
+            x = _dot(_centroid(centroids_ptr, word & CODE_MASK), tl.load(w + 1 * DIM_PAD * SLOT_PAD), x, PRECISION)
         dims = k0 + tl.arange(0, OUT_CHUNK)
         tl.store(out_rows + dims[None, :], (x * norm).to(out_ptr.dtype.element_ty),
                  mask=row_ok[:, None] & (dims < HEAD_DIM)[None, :])
@@ -219,17 +205,18 @@ def tq4_d192_decompress(
 @triton.autotune(configs=CONFIGS, key=TUNE_KEY)
 @triton.jit(do_not_specialize=["n_rows", "ROW_BUCKET"])
 def tq4_d192_decompress_rotated(
-    packed_ptr, norms_ptr, out_ptr,
+    packed_ptr, norms_ptr, centroids_ptr, out_ptr,
     n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr,
 ):
-    """unpack -> centroids -> scale by norm, staying in the rotated space (centroid * norm exactly)."""
+    """unpack -> centroids -> scale by norm, staying in the rotated space (centroid * norm exactly, the
+    centroids in fp32)."""
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
     word = _load_words(packed_ptr, rows, row_ok, 0, SLOT_PAD)
     norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
-    v0 = _centroid((word >> 4) & CODE_MASK)
-    v1 = _centroid(word & CODE_MASK)
+    v0 = _centroid(centroids_ptr, (word >> 4) & CODE_MASK)
+    v1 = _centroid(centroids_ptr, word & CODE_MASK)
     # interleave the slots back into coordinate order: column 2*n + j holds slot j's group n
     values = tl.join(v0, v1).reshape(BLOCK_ROWS, SLOT_PAD * 2)
     cols = tl.arange(0, SLOT_PAD * 2)
