@@ -227,8 +227,8 @@ def host_overhead(spec: str, head_dim: int, rows: int = 8, calls: int = 2000, re
     for op, (api_call, kernel, args, dtype) in cases.items():
         api_call()
         config = kernel.config(rows, dtype, q.device, args)
-        grid = (-(-rows // config.block_rows),)
-        meta = kernel.meta(config, dtype)
+        meta = kernel.meta(config, dtype, bucket)
+        grid = kernel.grid(rows, meta)
 
         def bare(fn=kernel.fn, args=args, grid=grid, meta=meta):
             fn[grid](*args, rows, bucket, **meta)
@@ -239,7 +239,7 @@ def host_overhead(spec: str, head_dim: int, rows: int = 8, calls: int = 2000, re
         stream = torch.cuda.current_stream().cuda_stream
 
         def launcher(c=compiled, grid=grid, all_args=(*args, rows, bucket, *constexprs)):
-            registry.launch_compiled(c, grid[0], stream, all_args)
+            registry.launch_compiled(c, grid, stream, all_args)
 
         api_us, bare_us = per_call(api_call), per_call(bare)
         floor_us = per_call(launcher) if registry.DIRECT_LAUNCH else float("nan")  # launcher protocol of 3.6

@@ -26,6 +26,11 @@ from .manifest import MANIFEST_NAME, Manifest, VariantEntry, constants_digest, s
 
 ENV_PATH = "KERNELGEN_PATH"
 MAX_ROW_BUCKET = 1 << 20
+# Decompress kernels whose rows are several output steps (head dims over 128) run one step a program,
+# the steps side by side on grid axis 1, up to this row bucket; above it a program loops over the steps.
+# Measured on an H100 (benchmarks/experiments/column_programs_d256.py): at 8 rows the split took D=256
+# from 7.7 to 4.6 µs; at 1M rows it was slower for 2 and 3 bits (up to 44%).
+COLUMN_SPLIT_MAX_ROWS = 2048
 OPS = ("compress", "decompress", "decompress_rotated")
 
 _added_paths: list[Path] = []
@@ -193,11 +198,11 @@ def _triton_minor() -> tuple[int, int]:
 DIRECT_LAUNCH = _triton_minor() == (3, 6)
 
 
-def launch_compiled(compiled, grid: int, stream: int, args: tuple) -> None:
-    """Launch a Triton 3.6 CompiledKernel (what `kernel[grid](...)` returns) over `grid` programs on
-    `stream`, as Triton's own launch does but without hooks; `args` are every kernel argument in
-    signature order, constexprs included."""
-    compiled.run(grid, 1, 1, stream, compiled.function, compiled.packed_metadata, None, None, None, *args)
+def launch_compiled(compiled, grid: tuple[int, int], stream: int, args: tuple) -> None:
+    """Launch a Triton 3.6 CompiledKernel (what `kernel[grid](...)` returns) over a (x, y) grid of
+    programs on `stream`, as Triton's own launch does but without hooks; `args` are every kernel argument
+    in signature order, constexprs included."""
+    compiled.run(grid[0], grid[1], 1, stream, compiled.function, compiled.packed_metadata, None, None, None, *args)
 
 
 def _hooked(hook) -> bool:
@@ -229,6 +234,10 @@ class BoundKernel:
         self.id = tuning.KernelId(variant.entry.kernels[op], variant.entry.module_sha256)
         self.interpreted = is_interpreted(self.autotuner)
         self.rotates = op != "decompress_rotated"  # takes the slots and a PRECISION argument
+        module = variant.module
+        # output steps a row of decompress takes, where the kernel can spread them over grid axis 1
+        self.output_steps = (module.DIM_PAD.value // module.OUT_CHUNK.value
+                             if "COLUMN_SPLIT" in self.fn.arg_names else 1)
         self._memo: dict[tuple, tuple] = {}
         self._compiled: dict[tuple, object] = {}
         self._direct = not self.interpreted and DIRECT_LAUNCH
@@ -238,12 +247,19 @@ class BoundKernel:
             self._knobs = knobs.runtime
         self._current_stream = None  # the driver's, bound at the first compiled launch (none without a GPU)
 
-    def meta(self, config: tuning.LaunchConfig, dtype: str) -> dict:
-        """The launch's compile-time arguments: the config, and the precision of the dtype's products."""
+    def meta(self, config: tuning.LaunchConfig, dtype: str, bucket: int) -> dict:
+        """The launch's compile-time arguments: the config, the precision of the dtype's products, and
+        (decompress over several output steps) whether the row bucket spreads the steps over grid axis 1."""
         meta = {"BLOCK_ROWS": config.block_rows, "num_warps": config.num_warps, "num_stages": config.num_stages}
         if self.rotates:
             meta["PRECISION"] = self.variant.precision(dtype)
+        if self.output_steps > 1:
+            meta["COLUMN_SPLIT"] = bucket <= COLUMN_SPLIT_MAX_ROWS
         return meta
+
+    def grid(self, n_rows: int, meta: dict) -> tuple[int, int]:
+        """Programs on grid axes 0 (row blocks) and 1 (output steps, where COLUMN_SPLIT is set)."""
+        return -(-n_rows // meta["BLOCK_ROWS"]), self.output_steps if meta.get("COLUMN_SPLIT") else 1
 
     def constexpr_args(self, meta: dict, n_tensors: int) -> tuple:
         """The values of the kernel's constexpr parameters (after the tensors, n_rows and ROW_BUCKET), in
@@ -251,7 +267,8 @@ class BoundKernel:
         return tuple(meta[name] for name in self.fn.arg_names[n_tensors + 2:])
 
     def run(self, config: tuning.LaunchConfig, n_rows: int, bucket: int, dtype: str, args: tuple) -> None:
-        self.fn[(-(-n_rows // config.block_rows),)](*args, n_rows, bucket, **self.meta(config, dtype))
+        meta = self.meta(config, dtype, bucket)
+        self.fn[self.grid(n_rows, meta)](*args, n_rows, bucket, **meta)
 
     def config(self, n_rows: int, dtype: str, device: torch.device, args: tuple) -> tuning.LaunchConfig:
         bucket = row_bucket(n_rows)
@@ -271,20 +288,20 @@ class BoundKernel:
         memo = self._memo.get(key)
         if memo is None:
             config = self.config(n_rows, dtype, device, args)
-            meta = self.meta(config, dtype)
+            meta = self.meta(config, dtype, bucket)
             constexprs = self.constexpr_args(meta, len(args))
-            memo = self._memo[key] = (config.block_rows, meta, config, constexprs)
-        block, meta, _, constexprs = memo
-        grid = -(-n_rows // block)
+            memo = self._memo[key] = (config.block_rows, meta, config, constexprs, self.grid(1, meta)[1])
+        block, meta, _, constexprs, steps = memo
+        grid = (-(-n_rows // block), steps)
         if not self._direct:
-            self.fn[(grid,)](*args, n_rows, bucket, **meta)
+            self.fn[grid](*args, n_rows, bucket, **meta)
             return
         # n_rows past int32 makes Triton pick an int64 argument: another compiled kernel
         fast_key = (key, device.index, n_rows > 0x7FFFFFFF, *[a.data_ptr() % 16 == 0 for a in args])
         compiled = self._compiled.get(fast_key)
         hooks = _hooked(self._knobs.launch_enter_hook) or _hooked(self._knobs.launch_exit_hook)
         if compiled is None or hooks:
-            compiled = self.fn[(grid,)](*args, n_rows, bucket, **meta)  # compiles if needed, then launches
+            compiled = self.fn[grid](*args, n_rows, bucket, **meta)  # compiles if needed, then launches
             if compiled is not None and not hooks:
                 if self._current_stream is None:
                     from triton.runtime.driver import driver

@@ -96,7 +96,27 @@ def test_decompress_rotated_is_exact(spec, head_dim, dtype, rows, device, gen):
 
 @pytest.mark.parametrize("spec,head_dim,dtype,rows", CASES)
 def test_decompress_matches_reference(spec, head_dim, dtype, rows, device, gen):
+    _check_decompress(kernelgen.quantizer(spec, head_dim, device=device), dtype, rows, device, gen)
+
+
+# Decompress kernels of head dims over 128 split a row's output steps over grid axis 1 up to
+# registry.COLUMN_SPLIT_MAX_ROWS rows (every row count of the matrix above) and loop over them beyond.
+WIDE = [pytest.param(s, d, dt, id=f"{s}-d{d}-{dt}") for s, d, dtypes, _ in VARIANTS if d > 128
+        for dt in ("float16", "float32") if dt in dtypes]
+
+
+@pytest.mark.parametrize("spec,head_dim,dtype", WIDE)
+def test_decompress_looping_over_output_steps_matches_reference(spec, head_dim, dtype, device, gen, monkeypatch):
+    monkeypatch.setattr(registry, "COLUMN_SPLIT_MAX_ROWS", 0)  # every bucket loops
     q = kernelgen.quantizer(spec, head_dim, device=device)
+    _check_decompress(q, dtype, 37, device, gen)
+    kernel = q._kernels["decompress"]
+    assert kernel.output_steps > 1
+    assert [m[1]["COLUMN_SPLIT"] for m in kernel._memo.values()] == [False]
+
+
+def _check_decompress(q, dtype, rows, device, gen):
+    head_dim = q.head_dim
     dt = getattr(torch, dtype)
     packed = torch.randint(0, 256, (rows, q.packed_dim), generator=gen, dtype=torch.uint8)
     norms = torch.rand(rows, 1, generator=gen) * 10

@@ -61,13 +61,39 @@ def test_the_second_launch_of_a_key_calls_the_compiled_launcher_with_every_argum
     args = (_Pointer(4096), _Pointer(8192), _Pointer(1024), _Pointer(2048))
     dev = torch.device("cuda", 0)
     kernel.launch(100, "float16", dev, *args)
-    assert calls == [("triton", (2,), (*args, 100, 128),
+    assert calls == [("triton", (2, 1), (*args, 100, 128),
                       {"BLOCK_ROWS": 64, "num_warps": 4, "num_stages": 1, "PRECISION": "fp16"})]
     kernel.launch(120, "float16", dev, *args)  # same bucket (128), dtype, device and alignment
     assert calls[1] == ("direct", (2, 1, 1, "stream-of-0", "function-handle", "packed-metadata", None, None, None,
                                    *args, 120, 128, 64, "fp16"))
     kernel.launch(129, "float16", dev, *args)  # another bucket: the first launch of that key
-    assert calls[2][0] == "triton" and calls[2][1] == (3,)
+    assert calls[2][0] == "triton" and calls[2][1] == (3, 1)
+
+
+def test_decompress_spreads_output_steps_over_grid_axis_1_only_up_to_the_split_bucket(monkeypatch):
+    kernel = registry.BoundKernel(registry.load_variant("tq4", 256), "decompress")
+    calls = []
+    kernel.fn = _FakeJit(kernel.fn.arg_names, calls)
+    kernel.interpreted, kernel._direct = False, True
+    kernel._knobs = SimpleNamespace(launch_enter_hook=HookChain(), launch_exit_hook=HookChain(reversed=True))
+    kernel._current_stream = lambda index: f"stream-of-{index}"
+    monkeypatch.setattr(kernel, "config", lambda n, dtype, device, args: tuning.LaunchConfig(32, 4, 1))
+    args = (_Pointer(4096), _Pointer(8192), _Pointer(1024), _Pointer(2048), _Pointer(512))
+    dev = torch.device("cuda", 0)
+    assert kernel.output_steps == 2  # 256 output dims, 128 a step
+    small, large = registry.COLUMN_SPLIT_MAX_ROWS, registry.COLUMN_SPLIT_MAX_ROWS + 1
+    kernel.launch(8, "float16", dev, *args)
+    kernel.launch(8, "float16", dev, *args)
+    kernel.launch(small, "float16", dev, *args)
+    kernel.launch(large, "float16", dev, *args)
+    assert calls[0] == ("triton", (1, 2), (*args, 8, 8), {"BLOCK_ROWS": 32, "num_warps": 4, "num_stages": 1,
+                                                            "PRECISION": "fp16", "COLUMN_SPLIT": True})
+    assert calls[1] == ("direct", (1, 2, 1, "stream-of-0", "function-handle", "packed-metadata", None, None, None,
+                                   *args, 8, 8, 32, "fp16", True))
+    assert calls[2][:2] == ("triton", (-(-small // 32), 2)) and calls[2][3]["COLUMN_SPLIT"] is True
+    bucket = registry.row_bucket(large)
+    assert calls[3][:3] == ("triton", (-(-large // 32), 1), (*args, large, bucket))
+    assert calls[3][3]["COLUMN_SPLIT"] is False
 
 
 def test_another_alignment_device_or_dtype_goes_through_triton_first(fake_kernel):

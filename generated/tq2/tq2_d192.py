@@ -154,10 +154,13 @@ def _load_words(packed_ptr, rows, row_ok, first_group, WIDTH: tl.constexpr):
 def tq2_d192_decompress(
     packed_ptr, norms_ptr, slots_ptr, centroids_ptr, out_ptr,
     n_rows, ROW_BUCKET,
-    BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, COLUMN_SPLIT: tl.constexpr,
 ):
     """unpack -> centroids -> inverse rotation (one tl.dot a slot, OUT_CHUNK output dims at a time) -> scale by norm.
-    slots_ptr and centroids_ptr hold fp16 when PRECISION is fp16, else fp32."""
+    slots_ptr and centroids_ptr hold fp16 when PRECISION is fp16, else fp32.
+    A row is 2 output steps: with COLUMN_SPLIT, grid axis 1 gives each program one step
+    (the registry sets it for small row counts, so the steps run side by side); without, a program
+    loops over them."""
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
     k = tl.arange(0, OUT_CHUNK)[None, :]
@@ -169,7 +172,8 @@ def tq2_d192_decompress(
     v2 = _centroid(centroids_ptr, (word >> 2) & CODE_MASK)
     v3 = _centroid(centroids_ptr, word & CODE_MASK)
     n = tl.arange(0, SLOT_PAD)[:, None]
-    for k0 in range(0, DIM_PAD, OUT_CHUNK):
+    if COLUMN_SPLIT:  # one output step a program, the step from grid axis 1
+        k0 = tl.program_id(1) * OUT_CHUNK
         w = slots_ptr + (k0 + k) * SLOT_PAD + n  # slots[j] transposed: padded groups meet zero rows
         x = _dot(v0, tl.load(w), tl.zeros((BLOCK_ROWS, OUT_CHUNK), dtype=tl.float32), PRECISION)
         x = _dot(v1, tl.load(w + 1 * DIM_PAD * SLOT_PAD), x, PRECISION)
@@ -178,6 +182,16 @@ def tq2_d192_decompress(
         dims = k0 + tl.arange(0, OUT_CHUNK)
         tl.store(out_rows + dims[None, :], (x * norm).to(out_ptr.dtype.element_ty),
                  mask=row_ok[:, None] & (dims < HEAD_DIM)[None, :])
+    else:  # one program loops over the output steps
+        for k0 in range(0, DIM_PAD, OUT_CHUNK):
+            w = slots_ptr + (k0 + k) * SLOT_PAD + n  # slots[j] transposed: padded groups meet zero rows
+            x = _dot(v0, tl.load(w), tl.zeros((BLOCK_ROWS, OUT_CHUNK), dtype=tl.float32), PRECISION)
+            x = _dot(v1, tl.load(w + 1 * DIM_PAD * SLOT_PAD), x, PRECISION)
+            x = _dot(v2, tl.load(w + 2 * DIM_PAD * SLOT_PAD), x, PRECISION)
+            x = _dot(v3, tl.load(w + 3 * DIM_PAD * SLOT_PAD), x, PRECISION)
+            dims = k0 + tl.arange(0, OUT_CHUNK)
+            tl.store(out_rows + dims[None, :], (x * norm).to(out_ptr.dtype.element_ty),
+                     mask=row_ok[:, None] & (dims < HEAD_DIM)[None, :])
 
 
 @triton.autotune(configs=CONFIGS, key=TUNE_KEY)
