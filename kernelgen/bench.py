@@ -207,9 +207,9 @@ def host_overhead(spec: str, head_dim: int, rows: int = 8, calls: int = 2000, re
     bucket = registry.row_bucket(rows)
     cases = {
         "compress": (lambda: q.compress(x, out=(packed, norms)), q._kernels["compress"],
-                     (x, q._slots[torch.float16], packed, norms), "float16"),
+                     q._kernel_args("compress", torch.float16, (x,), (packed, norms)), "float16"),
         "decompress": (lambda: q.decompress(packed, norms, out=out), q._kernels["decompress"],
-                       (packed, norms, q._slots[torch.float16], q._centroid_table[torch.float16], out), "float16"),
+                       q._kernel_args("decompress", torch.float16, (packed, norms), (out,)), "float16"),
     }
 
     def per_call(fn) -> float:

@@ -53,6 +53,11 @@ class Quantizer:
         self._slots = {d: slots[p] for d, p in self.precision.items()}
         self._centroid_table = {d: tables[p] for d, p in self.precision.items()}
         self._rotated_table = variant.centroids.to(device)
+        # what each kernel takes between its inputs and its outputs, for data of each dtype
+        self._constants = {(op, d): consts for d in self.dtypes for op, consts in (
+            ("compress", (self._slots[d],)),
+            ("decompress", (self._slots[d], self._centroid_table[d])),
+            ("decompress_rotated", (self._rotated_table,)))}
         self._kernels = {op: registry.BoundKernel(variant, op) for op in registry.OPS}
         self._interpreted = self._kernels["compress"].interpreted
         self._use_kernels = device.type == "cuda" or self._interpreted
@@ -138,7 +143,8 @@ class Quantizer:
         if n == 0:
             return packed, norms
         if self._use_kernels:
-            self._launch("compress", n, _DTYPE_NAMES[rows.dtype], rows, self._slots[rows.dtype], packed, norms)
+            args = self._kernel_args("compress", rows.dtype, (rows,), (packed, norms))
+            self._launch("compress", n, _DTYPE_NAMES[rows.dtype], *args)
         else:
             p, nr = torch_path.compress_rows(rows, self.rotation, self.boundaries, self.layout)
             packed.view(n, P).copy_(p)
@@ -175,9 +181,7 @@ class Quantizer:
             # GPU does; under it, bf16 output goes through an fp32 buffer and torch's (correct) cast.
             via_fp32 = dtype == torch.bfloat16 and self._interpreted
             target = torch.empty(out.shape, dtype=torch.float32, device=self.device) if via_fp32 else out
-            args = ((rows, row_norms, self._rotated_table, target) if rotated
-                    else (rows, row_norms, self._slots[dtype], self._centroid_table[dtype], target))
-            self._launch(op, n, _DTYPE_NAMES[dtype], *args)
+            self._launch(op, n, _DTYPE_NAMES[dtype], *self._kernel_args(op, dtype, (rows, row_norms), (target,)))
             if via_fp32:
                 out.copy_(target)
         else:
@@ -219,12 +223,17 @@ class Quantizer:
         packed = torch.randint(0, 256, (rows, self.packed_dim), dtype=torch.uint8, device=self.device)
         norms = torch.rand(rows, device=self.device) + 0.5
         out = torch.empty(rows, self.head_dim, dtype=dtype, device=self.device)
-        args = {
-            "compress": (x, self._slots[dtype], torch.empty_like(packed), torch.empty_like(norms)),
-            "decompress": (packed, norms, self._slots[dtype], self._centroid_table[dtype], out),
-            "decompress_rotated": (packed, norms, self._rotated_table, out),
+        io = {
+            "compress": ((x,), (torch.empty_like(packed), torch.empty_like(norms))),
+            "decompress": ((packed, norms), (out,)),
+            "decompress_rotated": ((packed, norms), (out,)),
         }
-        return [(op, self._kernels[op], args[op]) for op in registry.OPS if op in ops]
+        return [(op, self._kernels[op], self._kernel_args(op, dtype, *io[op])) for op in registry.OPS if op in ops]
+
+    def _kernel_args(self, op: str, dtype: torch.dtype, inputs: tuple, outputs: tuple) -> tuple:
+        """The tensor arguments of op's kernel in signature order: inputs, the rotation slots and/or the
+        centroid table for data of `dtype` (see the generated module's docstring), outputs."""
+        return (*inputs, *self._constants[op, dtype], *outputs)
 
 
 def quantizer(spec: str, head_dim: int, device=None) -> Quantizer:

@@ -223,7 +223,9 @@ class BoundKernel:
     cache lookup (most of a launch's host time at decode sizes). The key holds everything Triton
     specializes these kernels on: the argument dtypes follow from (op, dtype), and each pointer's
     16-byte alignment is checked on every call. Under the interpreter, on a Triton other than 3.6, or
-    while a Triton launch hook is set (profilers), every launch goes through `kernel[grid](...)`."""
+    while a Triton launch hook is set (profilers), every launch goes through `kernel[grid](...)`.
+    The grid is (row blocks, 1), or (row blocks, output steps) for a decompress kernel that splits its
+    output steps at this row bucket (see COLUMN_SPLIT_MAX_ROWS)."""
 
     def __init__(self, variant: LoadedVariant, op: str):
         self.variant = variant
