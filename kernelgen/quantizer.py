@@ -49,14 +49,16 @@ class Quantizer:
         # the rotation and the codebook as the kernels take them, for each data dtype (fp16 where its
         # products are fp16); decompress_rotated gathers fp32 centroids (it returns centroid * norm exactly)
         slots = {p: variant.slots(p).to(device) for p in set(self.precision.values())}
+        rotations = {p: variant.padded_rotation(p).to(device) for p in set(self.precision.values())}
         tables = {p: variant.centroid_table(p).to(device) for p in set(self.precision.values())}
         self._slots = {d: slots[p] for d, p in self.precision.items()}
+        self._padded_rotation = {d: rotations[p] for d, p in self.precision.items()}
         self._centroid_table = {d: tables[p] for d, p in self.precision.items()}
         self._rotated_table = variant.centroids.to(device)
         # what each kernel takes between its inputs and its outputs, for data of each dtype
         self._constants = {(op, d): consts for d in self.dtypes for op, consts in (
             ("compress", (self._slots[d],)),
-            ("decompress", (self._slots[d], self._centroid_table[d])),
+            ("decompress", (self._padded_rotation[d], self._centroid_table[d])),
             ("decompress_rotated", (self._rotated_table,)))}
         self._kernels = {op: registry.BoundKernel(variant, op) for op in registry.OPS}
         self._interpreted = self._kernels["compress"].interpreted
@@ -231,8 +233,9 @@ class Quantizer:
         return [(op, self._kernels[op], self._kernel_args(op, dtype, *io[op])) for op in registry.OPS if op in ops]
 
     def _kernel_args(self, op: str, dtype: torch.dtype, inputs: tuple, outputs: tuple) -> tuple:
-        """The tensor arguments of op's kernel in signature order: inputs, the rotation slots and/or the
-        centroid table for data of `dtype` (see the generated module's docstring), outputs."""
+        """The tensor arguments of op's kernel in signature order: inputs, the rotation (compress: its
+        slots; decompress: padded) and/or the centroid table for data of `dtype` (see the generated
+        module's docstring), outputs."""
         return (*inputs, *self._constants[op, dtype], *outputs)
 
 

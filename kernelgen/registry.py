@@ -31,6 +31,12 @@ MAX_ROW_BUCKET = 1 << 20
 # Measured on an H100 (benchmarks/experiments/column_programs_d256.py): at 8 rows the split took D=256
 # from 7.7 to 4.6 µs; at 1M rows it was slower for 2 and 3 bits (up to 44%).
 COLUMN_SPLIT_MAX_ROWS = 2048
+# Decompress kernels of one output step (head dims up to 128) loop over ROW_BLOCKS_LARGE row blocks a
+# program, the rotation loaded once, from this row bucket on (the last: more than 2^19 rows); below it a
+# program takes one block. Measured on an H100 at 1M rows, tq4 D=128
+# (benchmarks/experiments/tma_joined_tq4_d128.py): 143.8 µs with 4 blocks a program against 163.7 with one.
+ROW_BLOCKS_MIN_BUCKET = 1 << 20
+ROW_BLOCKS_LARGE = 4
 OPS = ("compress", "decompress", "decompress_rotated")
 
 _added_paths: list[Path] = []
@@ -122,6 +128,14 @@ class LoadedVariant:
         out = torch.zeros(g, lay.dim_pad, lay.slot_pad, dtype=torch.float32)
         for j in range(g):
             out[j, : lay.head_dim, : lay.groups] = self.rotation[j::g, :].T
+        return out.to(torch.float16) if precision == "fp16" else out
+
+    def padded_rotation(self, precision: str) -> torch.Tensor:
+        """The rotation as decompress takes it: (DIM_PAD, DIM_PAD), zero past the head dim, fp16 for the
+        fp16 precision, else fp32 (decompress multiplies the centroids, in coordinate order, by it)."""
+        lay = self.layout
+        out = torch.zeros(lay.dim_pad, lay.dim_pad, dtype=torch.float32)
+        out[: lay.head_dim, : lay.head_dim] = self.rotation
         return out.to(torch.float16) if precision == "fp16" else out
 
     def centroid_table(self, precision: str) -> torch.Tensor:
@@ -225,7 +239,8 @@ class BoundKernel:
     16-byte alignment is checked on every call. Under the interpreter, on a Triton other than 3.6, or
     while a Triton launch hook is set (profilers), every launch goes through `kernel[grid](...)`.
     The grid is (row blocks, 1), or (row blocks, output steps) for a decompress kernel that splits its
-    output steps at this row bucket (see COLUMN_SPLIT_MAX_ROWS)."""
+    output steps at this row bucket (see COLUMN_SPLIT_MAX_ROWS); a one-step decompress kernel takes
+    ROW_BLOCKS row blocks a program from ROW_BLOCKS_MIN_BUCKET on."""
 
     def __init__(self, variant: LoadedVariant, op: str):
         self.variant = variant
@@ -235,11 +250,12 @@ class BoundKernel:
         self.configs = self.autotuner.configs
         self.id = tuning.KernelId(variant.entry.kernels[op], variant.entry.module_sha256)
         self.interpreted = is_interpreted(self.autotuner)
-        self.rotates = op != "decompress_rotated"  # takes the slots and a PRECISION argument
+        self.rotates = op != "decompress_rotated"  # takes the rotation (slots or padded) and a PRECISION argument
         module = variant.module
         # output steps a row of decompress takes, where the kernel can spread them over grid axis 1
         self.output_steps = (module.DIM_PAD.value // module.OUT_CHUNK.value
                              if "COLUMN_SPLIT" in self.fn.arg_names else 1)
+        self.loops_rows = "ROW_BLOCKS" in self.fn.arg_names  # a program can take several row blocks
         self._memo: dict[tuple, tuple] = {}
         self._compiled: dict[tuple, object] = {}
         self._direct = not self.interpreted and DIRECT_LAUNCH
@@ -250,18 +266,26 @@ class BoundKernel:
         self._current_stream = None  # the driver's, bound at the first compiled launch (none without a GPU)
 
     def meta(self, config: tuning.LaunchConfig, dtype: str, bucket: int) -> dict:
-        """The launch's compile-time arguments: the config, the precision of the dtype's products, and
-        (decompress over several output steps) whether the row bucket spreads the steps over grid axis 1."""
+        """The launch's compile-time arguments: the config, the precision of the dtype's products, and for
+        decompress either whether the row bucket spreads the output steps over grid axis 1 (several
+        steps) or how many row blocks a program takes (one step)."""
         meta = {"BLOCK_ROWS": config.block_rows, "num_warps": config.num_warps, "num_stages": config.num_stages}
         if self.rotates:
             meta["PRECISION"] = self.variant.precision(dtype)
         if self.output_steps > 1:
             meta["COLUMN_SPLIT"] = bucket <= COLUMN_SPLIT_MAX_ROWS
+        if self.loops_rows:
+            meta["ROW_BLOCKS"] = ROW_BLOCKS_LARGE if bucket >= ROW_BLOCKS_MIN_BUCKET else 1
         return meta
 
+    @staticmethod
+    def rows_per_program(meta: dict) -> int:
+        return meta["BLOCK_ROWS"] * meta.get("ROW_BLOCKS", 1)
+
     def grid(self, n_rows: int, meta: dict) -> tuple[int, int]:
-        """Programs on grid axes 0 (row blocks) and 1 (output steps, where COLUMN_SPLIT is set)."""
-        return -(-n_rows // meta["BLOCK_ROWS"]), self.output_steps if meta.get("COLUMN_SPLIT") else 1
+        """Programs on grid axes 0 (row blocks, or groups of ROW_BLOCKS of them) and 1 (output steps,
+        where COLUMN_SPLIT is set)."""
+        return -(-n_rows // self.rows_per_program(meta)), self.output_steps if meta.get("COLUMN_SPLIT") else 1
 
     def constexpr_args(self, meta: dict, n_tensors: int) -> tuple:
         """The values of the kernel's constexpr parameters (after the tensors, n_rows and ROW_BUCKET), in
@@ -292,7 +316,7 @@ class BoundKernel:
             config = self.config(n_rows, dtype, device, args)
             meta = self.meta(config, dtype, bucket)
             constexprs = self.constexpr_args(meta, len(args))
-            memo = self._memo[key] = (config.block_rows, meta, config, constexprs, self.grid(1, meta)[1])
+            memo = self._memo[key] = (self.rows_per_program(meta), meta, config, constexprs, self.grid(1, meta)[1])
         block, meta, _, constexprs, steps = memo
         grid = (-(-n_rows // block), steps)
         if not self._direct:

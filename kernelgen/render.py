@@ -122,6 +122,16 @@ def _magnitude_search(boundaries: tuple[float, ...], bits: int) -> list[dict]:
     return levels
 
 
+def _word_offset(layout: PackLayout) -> float:
+    """What compress adds to the sum of its signed codes (code - (half - 0.5), each scaled by 2^shift) to
+    get the group word: (half - 0.5) * sum of 2^shift. The sum is exact in fp32 while the word fits
+    24 bits (its partial sums are multiples of 0.5 below 2^23)."""
+    if layout.codes_per_group * layout.bits > 24:
+        raise ValueError(f"a {layout.codes_per_group * layout.bits}-bit group word is not exact in fp32")
+    half = 1 << (layout.bits - 1)
+    return (half - 0.5) * sum(1 << layout.code_shift(j) for j in range(layout.codes_per_group))
+
+
 def _interleave(names: list[str]) -> str:
     """A tl.join tree whose flattened last axes list `names` in order (v0, v1, ... per group)."""
     if len(names) == 1:
@@ -132,7 +142,7 @@ def _interleave(names: list[str]) -> str:
 ROW_CHUNK = 128  # compress reads a row padded up to this in one piece, wider rows in WIDE_ROW_CHUNK chunks
 WIDE_ROW_CHUNK = 64  # compress input dims per tl.dot step for rows wider than ROW_CHUNK
 OUT_CHUNK = 128  # decompress output dims per tl.dot step (one step up to D=128): bounds shared memory at large head dims
-N_CHUNK = 64  # byte groups per decompress tl.dot step, where slots are wider
+K_CHUNK = 128  # decompress coordinates per tl.dot step (the whole row up to D=128)
 
 
 def spec_display_path(spec: Spec, root: Path) -> str:
@@ -166,10 +176,10 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
         source = template.render(
             version=__version__, spec=spec, spec_path=spec_path, spec_hash=spec.digest(),
             layout=layout, codebook=codebook, names=names,
-            configs=spec.autotune.configs(), n_chunk=N_CHUNK,
+            configs=spec.autotune.configs(), k_chunk=min(K_CHUNK, layout.dim_pad),
             row_chunk=layout.dim_pad if layout.dim_pad <= ROW_CHUNK else WIDE_ROW_CHUNK,
             out_chunk=min(OUT_CHUNK, layout.dim_pad), search=_magnitude_search(codebook.boundaries, spec.bits),
-            half=1 << (spec.bits - 1),
+            half=1 << (spec.bits - 1), word_offset=_word_offset(layout),
             precision=repr({d: spec.rotation.precision_for(d) for d in spec.dtypes}),
             interleave=_interleave([f"v{j}" for j in range(layout.codes_per_group)]),
             tune_key='["ROW_BUCKET"]' if spec.autotune.key == "row_bucket" else "[]",

@@ -36,11 +36,12 @@ def unpack_codes(packed: torch.Tensor, layout: PackLayout) -> torch.Tensor:
 
 def codes_of(rotated: torch.Tensor, boundaries: torch.Tensor) -> torch.Tensor:
     """The code of each value, as the kernels find it: m = number of positive boundaries <= |y|, then
-    code half + m for y >= 0 and half - 1 - m for y < 0 (half = 2^(bits-1); the codebook is symmetric).
-    That is the number of boundaries <= y, except exactly on a negative boundary (farther code taken)."""
+    code half + m where y's sign bit is clear and half - 1 - m where it is set (half = 2^(bits-1); the
+    codebook is symmetric). That is the number of boundaries <= y, except on ties: exactly on a negative
+    boundary the code farther from zero, and at y = -0.0 the code below the middle boundary."""
     half = (boundaries.numel() + 1) // 2
     m = torch.bucketize(rotated.abs(), boundaries[half:], right=True)
-    return torch.where(rotated >= 0, half + m, half - 1 - m)
+    return torch.where(torch.signbit(rotated), half - 1 - m, half + m)
 
 
 def compress_rows(rows: torch.Tensor, rotation: torch.Tensor, boundaries: torch.Tensor,

@@ -13,11 +13,11 @@ def codes_of(x: torch.Tensor, rotation: torch.Tensor, boundaries: torch.Tensor):
     x = x.double()
     norms = torch.linalg.vector_norm(x, dim=1)
     y = (x / (norms[:, None] + 1e-10)) @ rotation.double().T
-    # the symmetric rule: m = positive boundaries <= |y|; code half + m (y >= 0) or half - 1 - m (y < 0),
-    # which is the number of boundaries <= y except for |y| exactly on a negative boundary
+    # the symmetric rule: m = positive boundaries <= |y|; code half + m (sign bit clear) or half - 1 - m
+    # (set), which is the number of boundaries <= y except for |y| exactly on a negative boundary and -0.0
     half = (boundaries.numel() + 1) // 2
     m = (y.abs()[..., None] >= boundaries.double()[half:]).sum(-1)
-    codes = torch.where(y >= 0, half + m, half - 1 - m)
+    codes = torch.where(torch.signbit(y), half - 1 - m, half + m)
     return y, codes, norms
 
 

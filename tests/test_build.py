@@ -162,10 +162,12 @@ def test_duplicate_spec_names_in_one_build_are_an_error(tmp_path, capsys):
 @pytest.mark.parametrize("head_dim", [64, 96, 128, 256])
 @pytest.mark.parametrize("bits", [1, 2, 3, 4])
 def test_rendered_code_search_counts_boundaries_exactly_and_breaks_ties_away_from_zero(bits, head_dim, law):
-    """The search the template bakes in, evaluated with numpy the way _code combines it: for every value
-    the code is the number of boundaries <= y (np.searchsorted), also exactly on a boundary and one ulp
-    either side of it, except exactly on a negative boundary, where it is one less (the code farther
-    from zero; random inputs never hit a boundary)."""
+    """The search the template bakes in, evaluated with numpy the way _signed_code combines it (the last
+    level's compare picks 1.5 or 0.5, the sign bit of y is copied onto m + 0.5) and the word adds back
+    half - 0.5: for every value the code is the number of boundaries <= y (np.searchsorted), also
+    exactly on a boundary and one ulp either side of it, except exactly on a negative boundary and at
+    -0.0, where it is one less (the code farther from zero, or below the middle boundary; random inputs
+    never hit a boundary)."""
     import numpy as np
 
     from kernelgen import constants
@@ -177,17 +179,20 @@ def test_rendered_code_search_counts_boundaries_exactly_and_breaks_ties_away_fro
                         bounds, np.nextafter(bounds, np.float32(-1)), np.nextafter(bounds, np.float32(1)),
                         np.float32([0.0, -0.0, -1.0, 1.0])])
     scope = {"tl": type("tl", (), {"where": staticmethod(np.where)}), "a": np.abs(y)}
-    m = np.zeros(y.shape, dtype=np.float32)
-    for level in render._magnitude_search(codebook.boundaries, bits):  # fp32 arithmetic, as on the GPU
+    levels = render._magnitude_search(codebook.boundaries, bits)
+    m = np.full(y.shape, 0.5 if not levels else 0.0, dtype=np.float32)
+    for level in levels:  # fp32 arithmetic, as on the GPU
         h = scope[f"h{level['bit']}"] = eval(f"a >= {level['threshold']}", scope)  # noqa: S307 - our render output
         scope[f"m{level['bit']}"] = h.astype(np.float32)
-        m += h.astype(np.float32) * np.float32(level["weight"])
+        value = np.where(h, np.float32(1.5), np.float32(0.5)) if level is levels[-1] else h.astype(np.float32)
+        m += value * np.float32(level["weight"])
     half = 1 << (bits - 1)
-    up = (y >= 0).astype(np.float32)
-    code = ((half - 1 - m) + up * (2 * m + 1)).astype(np.int64)  # _code's mirror, in float as there
+    signed = np.copysign(m, y)  # the bit operation of _signed_code
+    code = (signed + np.float32(half - 0.5)).astype(np.int64)  # exact: half-integers plus half - 0.5
     on_negative_boundary = np.isin(y, bounds) & (y < 0)
-    expected = np.searchsorted(bounds, y, side="right") - on_negative_boundary
-    assert on_negative_boundary.sum() == half - 1  # the ties were really exercised
+    negative_zero = (y == 0) & np.signbit(y)
+    expected = np.searchsorted(bounds, y, side="right") - on_negative_boundary - negative_zero
+    assert on_negative_boundary.sum() == half - 1 and negative_zero.sum() == 1  # the ties were really exercised
     assert np.array_equal(code, expected)
 
 

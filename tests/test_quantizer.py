@@ -243,11 +243,13 @@ def test_demo_command_prints_size_and_error():
 
 def test_torch_path_codes_count_boundaries_and_break_negative_ties_away_from_zero():
     """torch_path.codes_of follows the kernels' rule (README, Stored format): the number of boundaries
-    <= y, except exactly on a negative boundary, where the code is one lower (farther from zero)."""
+    <= y, except exactly on a negative boundary and at -0.0, where the code is one lower (farther from
+    zero, or below the middle boundary)."""
     b = kernelgen.quantizer("tq4", 128, device="cpu").boundaries
     y = torch.cat([b, torch.nextafter(b, torch.full_like(b, -1.0)), torch.nextafter(b, torch.full_like(b, 1.0)),
                    torch.tensor([0.0, -0.0, 1.0, -1.0]), torch.randn(1000) / 128 ** 0.5])
     on_negative_boundary = torch.isin(y, b) & (y < 0)
-    expected = torch.searchsorted(b, y, right=True) - on_negative_boundary.long()
-    assert on_negative_boundary.sum() == 7
+    negative_zero = (y == 0) & torch.signbit(y)
+    expected = torch.searchsorted(b, y, right=True) - on_negative_boundary.long() - negative_zero.long()
+    assert on_negative_boundary.sum() == 7 and negative_zero.sum() == 1
     assert torch.equal(torch_path.codes_of(y, b), expected)

@@ -6,9 +6,10 @@
 
 Stored format: packed rows of 96 bytes (uint8), the codes as one MSB-first bit
 stream (2 codes in 1 byte); norms as fp32.
-The rotation arrives as `slots`, a (2, 256, 128) tensor, zero padded
+compress takes the rotation as `slots`, a (2, 256, 128) tensor, zero padded
 (fp16 where PRECISION below says fp16, else fp32):
 slots[j, k, n] = rotation[2*n + j, k], so slot j's product gives code j of every byte group.
+decompress takes the rotation itself as `rotation`, (256, 256) zero padded, in the same precision.
 The decompress kernels take the codebook as `centroids`, a (16,) table (CENTROIDS below; fp16 where
 PRECISION says fp16 for the products, else fp32; fp32 always for decompress_rotated).
 """
@@ -25,7 +26,7 @@ BYTES_PER_GROUP = tl.constexpr(1)
 CODE_MASK = tl.constexpr(15)
 ROW_CHUNK = tl.constexpr(64)  # compress: input dims per tl.dot step
 OUT_CHUNK = tl.constexpr(128)  # decompress: output dims per tl.dot step
-N_CHUNK = tl.constexpr(64)  # byte groups per tl.dot step in decompress (slots wider than this)
+K_CHUNK = tl.constexpr(128)  # decompress: coordinates per tl.dot step
 NORM_EPS = tl.constexpr(1e-10)
 
 # Lloyd-Max codebook (gaussian law, 200 iterations), fp32 values.
@@ -83,25 +84,29 @@ TUNE_KEY = ["ROW_BUCKET"]
 
 
 @triton.jit
-def _code(y):
-    """The code of each rotated coordinate, as an exact small float. The codebook is symmetric, so a
-    branchless binary search finds m = the number of positive boundaries <= |y| (one compare a bit of
-    m, each against the boundary the bits above it select: a multiply-add of those 0/1 bits, exact for
-    these constants), and the sign mirrors it: code 8 + m for y >= 0, 7 - m for y < 0.
-    That is the number of boundaries <= y, except that |y| exactly on a negative boundary takes the
-    code farther from zero (both centroids are as close).
-    Float arithmetic throughout, no integer shifts or ors: measured faster on an H100
-    (benchmarks/experiments/float_search_tq4_d128.py)."""
+def _signed_code(y):
+    """The code of each rotated coordinate minus 7.5, as an exact half-integer: +-(m + 0.5), where m is
+    the number of positive boundaries <= |y| and the sign is y's. The codebook is symmetric, so the code
+    is 8 + m for y >= 0 and 7 - m for y < 0, both 7.5 + copysign(m + 0.5, y). m comes from a
+    branchless binary search (one compare a bit of m, each against the boundary the bits above it
+    select: a multiply-add of those 0/1 bits, exact for these constants; the last bit's compare picks
+    1.5 or 0.5, so the sum is m + 0.5), and the sign is one bit operation.
+    That is the number of boundaries <= y, except on a tie, where both centroids are as close: |y|
+    exactly on a negative boundary takes the code farther from zero, and y = 0 the side of its sign bit
+    (+0.0 the code above the middle boundary, -0.0 the one below).
+    Float arithmetic throughout: measured faster on an H100 than integer codes
+    (benchmarks/experiments/float_search_tq4_d128.py), and the signed form than a separate sign
+    multiply-add (benchmarks/experiments/search_gather_tq4_d128.py)."""
     a = tl.abs(y)
     h2 = a >= 0.075346440076828
     m2 = h2.to(tl.float32)
     h1 = a >= tl.where(h2, 0.12452683597803116, 0.035989563912153244)
     m1 = h1.to(tl.float32)
     h0 = a >= 0.01780816726386547 + m2 * 0.08018150925636292 + m1 * (0.03716833144426346 + m2 * 0.023576460778713226)
-    m0 = h0.to(tl.float32)
-    m = m2 * 4.0 + m1 * 2.0 + m0
-    up = (y >= 0.0).to(tl.float32)
-    return (7.0 - m) + up * (2.0 * m + 1.0)
+    m0 = tl.where(h0, 1.5, 0.5)
+    m = m2 * 4.0 + (m1 * 2.0 + m0)  # nested: multiply-adds
+    sign = y.to(tl.int32, bitcast=True) & -2147483648
+    return (m.to(tl.int32, bitcast=True) | sign).to(tl.float32, bitcast=True)
 
 
 @triton.jit
@@ -129,8 +134,11 @@ def tq4_d192_compress(
     n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    """norm -> normalize -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the
-    slots in fp16 when PRECISION is fp16, else in fp32."""
+    """norm -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the slots in fp16 when
+    PRECISION is fp16, else in fp32. fp16 rows go into fp16 products as they are (exactly), the products
+    scaled by 1/norm after (measured faster on an H100: benchmarks/experiments/search_gather_tq4_d128.py);
+    other rows are normalized first (a bf16 or fp32 row could leave fp16's range)."""
+    RAW: tl.constexpr = x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
     x_rows = x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM  # rows are contiguous
@@ -147,16 +155,22 @@ def tq4_d192_compress(
     y1 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 1: coordinates 1, 3, 5, ...
     for k0 in range(0, DIM_PAD, ROW_CHUNK):  # second pass (the rows are in cache): the products
         dims = k0 + tl.arange(0, ROW_CHUNK)
-        x = tl.load(x_rows + dims[None, :], mask=row_ok[:, None] & (dims < HEAD_DIM)[None, :], other=0.0).to(tl.float32) * inv
+        x = tl.load(x_rows + dims[None, :], mask=row_ok[:, None] & (dims < HEAD_DIM)[None, :], other=0.0)
+        if not RAW:
+            x = x.to(tl.float32) * inv
         w = slots_ptr + (k0 + k) * SLOT_PAD + n
         y0 = _dot(x, tl.load(w), y0, PRECISION)
         y1 = _dot(x, tl.load(w + 1 * DIM_PAD * SLOT_PAD), y1, PRECISION)
+    if RAW:
+        y0 = y0 * inv
+        y1 = y1 * inv
     tl.store(norms_ptr + rows, norm, mask=row_ok)
 
     # slot j's code goes to bits [4*(2-1-j), 4*(2-j)) of its group word, first coordinate highest:
-    # the codes are exact small floats, so the word is their sum scaled by powers of two, exact in fp32
-    # (8 bits), converted to an integer once
-    word = (_code(y0) * 16.0 + _code(y1)).to(tl.int32)
+    # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
+    # common offset 7.5 scaled the same (127.5): exact in fp32 (8 bits; every partial sum is a
+    # multiple of 0.5 below 2^23), converted to an integer once
+    word = (_signed_code(y0) * 16.0 + _signed_code(y1) + 127.5).to(tl.int32)
 
     groups = tl.arange(0, SLOT_PAD)
     out_ok = row_ok[:, None] & (groups < GROUPS)[None, :]
@@ -174,45 +188,50 @@ def _load_words(packed_ptr, rows, row_ok, first_group, WIDTH: tl.constexpr):
     return word
 
 
+@triton.jit
+def _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, first_group, WIDTH: tl.constexpr):
+    """The centroids of byte groups [first_group, first_group + WIDTH) of each row in coordinate order:
+    (rows, 2 * WIDTH), column 2*n + j = code j of group n (one gather a code, the slots joined)."""
+    word = _load_words(packed_ptr, rows, row_ok, first_group, WIDTH)
+    v0 = _centroid(centroids_ptr, (word >> 4) & CODE_MASK)
+    v1 = _centroid(centroids_ptr, word & CODE_MASK)
+    return tl.join(v0, v1).reshape(rows.shape[0], WIDTH * 2)
+
+
 @triton.autotune(configs=CONFIGS, key=TUNE_KEY)
 @triton.jit(do_not_specialize=["n_rows", "ROW_BUCKET"])
 def tq4_d192_decompress(
-    packed_ptr, norms_ptr, slots_ptr, centroids_ptr, out_ptr,
+    packed_ptr, norms_ptr, rotation_ptr, centroids_ptr, out_ptr,
     n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, COLUMN_SPLIT: tl.constexpr,
 ):
-    """unpack -> centroids -> inverse rotation (one tl.dot a slot, OUT_CHUNK output dims at a time) -> scale by norm.
-    slots_ptr and centroids_ptr hold fp16 when PRECISION is fp16, else fp32.
+    """unpack -> centroids in coordinate order -> inverse rotation (tl.dot with the rotation, K_CHUNK
+    coordinates and OUT_CHUNK output dims at a time) -> scale by norm. rotation_ptr and centroids_ptr
+    hold fp16 when PRECISION is fp16, else fp32.
     A row is 2 output steps: with COLUMN_SPLIT, grid axis 1 gives each program one step
     (the registry sets it for small row counts, so the steps run side by side); without, a program
     loops over them."""
+    c = tl.arange(0, K_CHUNK)[:, None]  # coordinates: rows of the rotation
+    k = tl.arange(0, OUT_CHUNK)[None, :]
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
-    k = tl.arange(0, OUT_CHUNK)[None, :]
     norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
     out_rows = out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM
-    n = tl.arange(0, N_CHUNK)[:, None]
     if COLUMN_SPLIT:  # one output step a program, the step from grid axis 1
         k0 = tl.program_id(1) * OUT_CHUNK
         x = tl.zeros((BLOCK_ROWS, OUT_CHUNK), dtype=tl.float32)
-        # the slots are wider than N_CHUNK: contract N_CHUNK groups at a time to bound shared memory
-        for n0 in tl.static_range(0, SLOT_PAD, N_CHUNK):
-            word = _load_words(packed_ptr, rows, row_ok, n0, N_CHUNK)
-            w = slots_ptr + (k0 + k) * SLOT_PAD + n0 + n  # slots[j] transposed: padded groups meet zero rows
-            x = _dot(_centroid(centroids_ptr, (word >> 4) & CODE_MASK), tl.load(w), x, PRECISION)
-            x = _dot(_centroid(centroids_ptr, word & CODE_MASK), tl.load(w + 1 * DIM_PAD * SLOT_PAD), x, PRECISION)
+        for c0 in tl.static_range(0, DIM_PAD, K_CHUNK):  # K_CHUNK coordinates a product: bounds shared memory
+            a = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, c0 // 2, K_CHUNK // 2)
+            x = _dot(a, tl.load(rotation_ptr + (c0 + c) * DIM_PAD + k0 + k), x, PRECISION)
         dims = k0 + tl.arange(0, OUT_CHUNK)
         tl.store(out_rows + dims[None, :], (x * norm).to(out_ptr.dtype.element_ty),
                  mask=row_ok[:, None] & (dims < HEAD_DIM)[None, :])
     else:  # one program loops over the output steps
         for k0 in range(0, DIM_PAD, OUT_CHUNK):
             x = tl.zeros((BLOCK_ROWS, OUT_CHUNK), dtype=tl.float32)
-            # the slots are wider than N_CHUNK: contract N_CHUNK groups at a time to bound shared memory
-            for n0 in tl.static_range(0, SLOT_PAD, N_CHUNK):
-                word = _load_words(packed_ptr, rows, row_ok, n0, N_CHUNK)
-                w = slots_ptr + (k0 + k) * SLOT_PAD + n0 + n  # slots[j] transposed: padded groups meet zero rows
-                x = _dot(_centroid(centroids_ptr, (word >> 4) & CODE_MASK), tl.load(w), x, PRECISION)
-                x = _dot(_centroid(centroids_ptr, word & CODE_MASK), tl.load(w + 1 * DIM_PAD * SLOT_PAD), x, PRECISION)
+            for c0 in tl.static_range(0, DIM_PAD, K_CHUNK):  # K_CHUNK coordinates a product: bounds shared memory
+                a = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, c0 // 2, K_CHUNK // 2)
+                x = _dot(a, tl.load(rotation_ptr + (c0 + c) * DIM_PAD + k0 + k), x, PRECISION)
             dims = k0 + tl.arange(0, OUT_CHUNK)
             tl.store(out_rows + dims[None, :], (x * norm).to(out_ptr.dtype.element_ty),
                      mask=row_ok[:, None] & (dims < HEAD_DIM)[None, :])
@@ -229,12 +248,8 @@ def tq4_d192_decompress_rotated(
     centroids in fp32)."""
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
-    word = _load_words(packed_ptr, rows, row_ok, 0, SLOT_PAD)
     norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
-    v0 = _centroid(centroids_ptr, (word >> 4) & CODE_MASK)
-    v1 = _centroid(centroids_ptr, word & CODE_MASK)
-    # interleave the slots back into coordinate order: column 2*n + j holds slot j's group n
-    values = tl.join(v0, v1).reshape(BLOCK_ROWS, SLOT_PAD * 2)
+    values = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, 0, SLOT_PAD)
     cols = tl.arange(0, SLOT_PAD * 2)
     tl.store(out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + cols[None, :],
              (values * norm).to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & (cols < HEAD_DIM)[None, :])
