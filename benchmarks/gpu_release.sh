@@ -8,7 +8,9 @@
 # Logs go to $LOGS; after every step they are packed into $OUT/results.tar.gz (one file: the device
 # tool returns at most 8), so a run cut short still returns what it finished.
 # Usage (repo root, CUDA machine): OUT=/some/dir bash benchmarks/gpu_release.sh
-# (SKIP_TESTS=1 stops before the test suite, for a device call with a time limit.)
+# For device calls with a time limit: STOP_AFTER_TUNE=1 stops after step 2 (copy the tables from
+# results.tar.gz into generated/<spec>/tuned/), SKIP_TUNE=1 starts at step 3 with the tables in the tree,
+# SKIP_TESTS=1 stops before the test suite.
 set -o pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 FINAL=${OUT:-/tmp/kernelgen-out}; LOGS=${LOGS:-/tmp/kernelgen-logs}; mkdir -p "$FINAL" "$LOGS/tuned"
@@ -25,6 +27,7 @@ OUT=$LOGS  # every step below writes its logs here
 nvidia-smi --query-gpu=name,driver_version --format=csv | tee "$OUT/env.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$OUT/env.txt"
 
+if [ -z "${SKIP_TUNE:-}" ]; then
 stamp "smoke"
 KERNELGEN_AUTOTUNE=0 python3 - > "$OUT/smoke.txt" 2>&1 <<'PY' || { tail -30 "$OUT/smoke.txt"; stamp "smoke failed"; exit 1; }
 import torch, kernelgen
@@ -58,6 +61,8 @@ for spec in tq4 tq3 tq2; do
   timeout 150 $KG tune $spec > "$OUT/tune-$spec.txt" 2>&1; echo "rc=$?" >> "$OUT/tune-$spec.txt"
   tail -1 "$OUT/tune-$spec.txt"
 done
+if [ -n "${STOP_AFTER_TUNE:-}" ]; then stamp "done (STOP_AFTER_TUNE set)"; exit 0; fi
+fi
 
 stamp "host overhead"
 timeout 120 $KG bench --specs tq4 --head-dims 128 --rows 8 --impls kernelgen --host-overhead \
