@@ -143,6 +143,11 @@ ROW_CHUNK = 128  # compress reads a row padded up to this in one piece, wider ro
 WIDE_ROW_CHUNK = 64  # compress input dims per tl.dot step for rows wider than ROW_CHUNK
 OUT_CHUNK = 128  # decompress output dims per tl.dot step (one step up to D=128): bounds shared memory at large head dims
 K_CHUNK = 128  # decompress coordinates per tl.dot step (the whole row up to D=128)
+# compress feeds fp16 rows into fp16 products as they are (scaling the products by 1/norm after) where a
+# byte group holds this many codes, and normalizes rows first elsewhere: measured on an H100 at D=128,
+# 1M rows (benchmarks/experiments/search_forms_d128.py): 2 codes (tq4) 174.2 against 185.5 µs normalized;
+# 4 codes (tq2) 161.9 against 144.1; 8 codes (tq3) about even (384.5-405.3 against 393.6).
+RAW_FP16_ROWS_CODES_PER_GROUP = 2
 
 
 def spec_display_path(spec: Spec, root: Path) -> str:
@@ -180,6 +185,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             row_chunk=layout.dim_pad if layout.dim_pad <= ROW_CHUNK else WIDE_ROW_CHUNK,
             out_chunk=min(OUT_CHUNK, layout.dim_pad), search=_magnitude_search(codebook.boundaries, spec.bits),
             half=1 << (spec.bits - 1), word_offset=_word_offset(layout),
+            raw_fp16_rows=layout.codes_per_group == RAW_FP16_ROWS_CODES_PER_GROUP,
             precision=repr({d: spec.rotation.precision_for(d) for d in spec.dtypes}),
             interleave=_interleave([f"v{j}" for j in range(layout.codes_per_group)]),
             tune_key='["ROW_BUCKET"]' if spec.autotune.key == "row_bucket" else "[]",

@@ -189,3 +189,18 @@ def test_fp16_data_runs_the_spec_s_fp16_operands(device, gen):
     unit = xbf * (1.0 / (xbf.pow(2).sum(1, keepdim=True).sqrt() + 1e-10))
     yb16 = unit.half().double() @ q.rotation.cpu().half().double().T  # the normalized row rounded to fp16
     assert (codes_b != torch.bucketize(yb16, q.boundaries.cpu().double(), right=True)).sum() <= 10
+
+
+def test_fp16_rows_of_specs_with_four_or_eight_codes_a_group_are_normalized_first(device, gen):
+    """Only 2-code groups (tq4) feed fp16 rows into the products as they are (render.py says why): tq2's
+    fp16 codes are those of the normalized row rounded to fp16, not of the raw row's product."""
+    q = kernelgen.quantizer("tq2", 128, device=device)
+    x = torch.randn(2000, 128, generator=gen).half()
+    codes = reference.unpack_bitstream(q.compress(x.to(device))[0].cpu(), 2, 128)
+    xf = x.float()
+    inv = 1.0 / (xf.pow(2).sum(1, keepdim=True).sqrt() + 1e-10)
+    rot16 = q.rotation.cpu().half().double().T
+    normalized = torch.bucketize((xf * inv).half().double() @ rot16, q.boundaries.cpu().double(), right=True)
+    raw = torch.bucketize((xf.double() @ rot16) * inv.double(), q.boundaries.cpu().double(), right=True)
+    assert (codes != normalized).sum() <= 10
+    assert (codes != raw).sum() >= 20  # the two forms differ near boundaries

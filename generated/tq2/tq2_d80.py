@@ -107,10 +107,10 @@ def tq2_d80_compress(
     BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr,
 ):
     """norm -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the slots in fp16 when
-    PRECISION is fp16, else in fp32. fp16 rows go into fp16 products as they are (exactly), the products
-    scaled by 1/norm after (measured faster on an H100: benchmarks/experiments/search_gather_tq4_d128.py);
-    other rows are normalized first (a bf16 or fp32 row could leave fp16's range)."""
-    RAW: tl.constexpr = x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"
+    PRECISION is fp16, else in fp32.
+    Rows are normalized before the products (with 4 slots measured faster on an H100 than fp16 rows
+    going in as they are: benchmarks/experiments/search_forms_d128.py)."""
+    RAW: tl.constexpr = False
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
     x_rows = x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM  # rows are contiguous
