@@ -280,6 +280,7 @@ class BoundKernel:
 
     @staticmethod
     def rows_per_program(meta: dict) -> int:
+        """Rows one program covers on grid axis 0: BLOCK_ROWS, times ROW_BLOCKS where the kernel loops."""
         return meta["BLOCK_ROWS"] * meta.get("ROW_BLOCKS", 1)
 
     def grid(self, n_rows: int, meta: dict) -> tuple[int, int]:
