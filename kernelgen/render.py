@@ -65,7 +65,7 @@ def _magnitude_search(boundaries: tuple[float, ...], bits: int) -> list[dict]:
     differences fp32 constants; that form is kept only if fp32 evaluation gives exactly the boundary for
     every combination of bits (checked here, both bit orders), else a tl.where on the first decided bit
     picks between the thresholds of the other bits, built the same way.
-    The sign of y then mirrors m into the code (see the template's _code)."""
+    The sign of y then mirrors m into the code (see the template's _signed_code)."""
     half = 1 << (bits - 1)
     if any(b != -m for b, m in zip(boundaries, reversed(boundaries))) or boundaries[half - 1] != 0.0:
         raise ValueError("the kernels' search needs a codebook symmetric about 0 (boundaries b[i] == -b[-1-i])")
