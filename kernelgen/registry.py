@@ -31,12 +31,14 @@ MAX_ROW_BUCKET = 1 << 20
 # Measured on an H100 (benchmarks/experiments/column_programs_d256.py): at 8 rows the split took D=256
 # from 7.7 to 4.6 µs; at 1M rows it was slower for 2 and 3 bits (up to 44%).
 COLUMN_SPLIT_MAX_ROWS = 2048
-# Decompress kernels of one output step (head dims up to 128) loop over ROW_BLOCKS_LARGE row blocks a
-# program, the rotation loaded once, from this row bucket on (the last: more than 2^19 rows); below it a
-# program takes one block. Measured on an H100 at 1M rows, tq4 D=128
-# (benchmarks/experiments/tma_joined_tq4_d128.py): 143.8 µs with 4 blocks a program against 163.7 with one.
-ROW_BLOCKS_MIN_BUCKET = 1 << 20
-ROW_BLOCKS_LARGE = 4
+# Decompress kernels of one output step (head dims up to 128) take several row blocks a program, one
+# after the other with the rotation loaded once, from these row buckets on: (first bucket, blocks), the
+# largest first; smaller buckets take one block a program. Measured on an H100, D=128, fp16, at the
+# shipped configs (benchmarks/experiments/row_blocks_sizes.py): 65,536 rows, 2 blocks 15.2 µs against
+# 16.5 with one (tq4), 15.6 against 16.0 (tq2), 18.3 against 18.1 (tq3), 4 blocks slower for all three;
+# 262,144 rows, 4 blocks 41.8 against 45.8 (tq4), 52.1 against 53.6 (tq3), 43.1 against 46.2 (tq2);
+# 1,048,576 rows, 4 blocks 145.0 against 165.7 (tq4). Buckets 2^17 and 2^19 were not measured.
+ROW_BLOCKS_FROM_BUCKET = ((1 << 18, 4), (1 << 16, 2))
 OPS = ("compress", "decompress", "decompress_rotated")
 
 _added_paths: list[Path] = []
@@ -89,6 +91,12 @@ def _manifests() -> dict[str, tuple[Path, Manifest]]:
 def available() -> dict[str, tuple[int, ...]]:
     """Spec name -> head dims, over every searched folder."""
     return {name: tuple(v.head_dim for v in m.variants) for name, (_, m) in sorted(_manifests().items())}
+
+
+def row_blocks(bucket: int) -> int:
+    """Row blocks a program of a one-step decompress kernel takes at this row bucket (see
+    ROW_BLOCKS_FROM_BUCKET)."""
+    return next((blocks for first, blocks in ROW_BLOCKS_FROM_BUCKET if bucket >= first), 1)
 
 
 def row_bucket(n_rows: int) -> int:
@@ -240,7 +248,7 @@ class BoundKernel:
     while a Triton launch hook is set (profilers), every launch goes through `kernel[grid](...)`.
     The grid is (row blocks, 1), or (row blocks, output steps) for a decompress kernel that splits its
     output steps at this row bucket (see COLUMN_SPLIT_MAX_ROWS); a one-step decompress kernel takes
-    ROW_BLOCKS row blocks a program from ROW_BLOCKS_MIN_BUCKET on."""
+    ROW_BLOCKS row blocks a program at large row buckets (see ROW_BLOCKS_FROM_BUCKET)."""
 
     def __init__(self, variant: LoadedVariant, op: str):
         self.variant = variant
@@ -275,7 +283,7 @@ class BoundKernel:
         if self.output_steps > 1:
             meta["COLUMN_SPLIT"] = bucket <= COLUMN_SPLIT_MAX_ROWS
         if self.loops_rows:
-            meta["ROW_BLOCKS"] = ROW_BLOCKS_LARGE if bucket >= ROW_BLOCKS_MIN_BUCKET else 1
+            meta["ROW_BLOCKS"] = row_blocks(bucket)
         return meta
 
     @staticmethod

@@ -115,8 +115,8 @@ def test_decompress_looping_over_output_steps_matches_reference(spec, head_dim, 
     assert [m[1]["COLUMN_SPLIT"] for m in kernel._memo.values()] == [False]
 
 
-# Decompress kernels of one output step (head dims up to 128) take registry.ROW_BLOCKS_LARGE row blocks a
-# program from registry.ROW_BLOCKS_MIN_BUCKET on (above every row count of the matrix).
+# Decompress kernels of one output step (head dims up to 128) take several row blocks a program from
+# 2^16 rows on (registry.ROW_BLOCKS_FROM_BUCKET; above every row count of the matrix).
 NARROW = [pytest.param(s, d, dt, id=f"{s}-d{d}-{dt}") for s, d, dtypes, _ in VARIANTS if d <= 128
           for dt in ("float16", "float32") if dt in dtypes]
 
@@ -124,13 +124,13 @@ NARROW = [pytest.param(s, d, dt, id=f"{s}-d{d}-{dt}") for s, d, dtypes, _ in VAR
 @pytest.mark.parametrize("spec,head_dim,dtype", NARROW)
 def test_decompress_taking_several_row_blocks_a_program_matches_reference(spec, head_dim, dtype, device, gen,
                                                                             monkeypatch):
-    monkeypatch.setattr(registry, "ROW_BLOCKS_MIN_BUCKET", 1)  # every bucket loops
+    monkeypatch.setattr(registry, "ROW_BLOCKS_FROM_BUCKET", ((1, 4),))  # every bucket, 4 blocks a program
     q = kernelgen.quantizer(spec, head_dim, device=device)
     kernel = q._kernels["decompress"]
-    rows = kernel.configs[0].kwargs["BLOCK_ROWS"] * registry.ROW_BLOCKS_LARGE + 37  # the last program's tail
+    rows = kernel.configs[0].kwargs["BLOCK_ROWS"] * 4 + 37  # the last program's tail: 1 block partly, 3 not at all
     _check_decompress(q, dtype, rows, device, gen)
     assert kernel.loops_rows
-    assert [m[1]["ROW_BLOCKS"] for m in kernel._memo.values()] == [registry.ROW_BLOCKS_LARGE]
+    assert [m[1]["ROW_BLOCKS"] for m in kernel._memo.values()] == [4]
 
 
 def _check_decompress(q, dtype, rows, device, gen):

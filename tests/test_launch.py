@@ -96,7 +96,7 @@ def test_decompress_spreads_output_steps_over_grid_axis_1_only_up_to_the_split_b
     assert calls[3][3]["COLUMN_SPLIT"] is False
 
 
-def test_one_step_decompress_takes_several_row_blocks_a_program_from_the_loop_bucket_on(monkeypatch):
+def test_one_step_decompress_takes_more_row_blocks_a_program_at_larger_buckets(monkeypatch):
     kernel = registry.BoundKernel(registry.load_variant("tq4", 128), "decompress")
     calls = []
     kernel.fn = _FakeJit(kernel.fn.arg_names, calls)
@@ -104,24 +104,20 @@ def test_one_step_decompress_takes_several_row_blocks_a_program_from_the_loop_bu
     kernel._knobs = SimpleNamespace(launch_enter_hook=HookChain(), launch_exit_hook=HookChain(reversed=True))
     kernel._current_stream = lambda index: f"stream-of-{index}"
     monkeypatch.setattr(kernel, "config", lambda n, dtype, device, args: tuning.LaunchConfig(64, 4, 1))
+    monkeypatch.setattr(registry, "ROW_BLOCKS_FROM_BUCKET", ((1 << 18, 4), (1 << 16, 2)))
     args = (_Pointer(4096), _Pointer(8192), _Pointer(1024), _Pointer(2048), _Pointer(512))
     dev = torch.device("cuda", 0)
     assert kernel.loops_rows and kernel.output_steps == 1
-    below = registry.ROW_BLOCKS_MIN_BUCKET // 2  # the bucket below: one block a program
-    large = below + 1  # the loop bucket
-    per_program = 64 * registry.ROW_BLOCKS_LARGE
-    kernel.launch(below, "float16", dev, *args)
-    kernel.launch(large, "float16", dev, *args)
-    kernel.launch(large + 1000, "float16", dev, *args)
-    assert calls[0] == ("triton", (below // 64, 1), (*args, below, below),
-                        {"BLOCK_ROWS": 64, "num_warps": 4, "num_stages": 1, "PRECISION": "fp16", "ROW_BLOCKS": 1})
-    bucket = registry.row_bucket(large)
-    assert calls[1] == ("triton", (-(-large // per_program), 1), (*args, large, bucket),
-                        {"BLOCK_ROWS": 64, "num_warps": 4, "num_stages": 1, "PRECISION": "fp16",
-                         "ROW_BLOCKS": registry.ROW_BLOCKS_LARGE})
-    assert calls[2] == ("direct", (-(-(large + 1000) // per_program), 1, 1, "stream-of-0", "function-handle",
-                                   "packed-metadata", None, None, None, *args, large + 1000, bucket, 64, "fp16",
-                                   registry.ROW_BLOCKS_LARGE))
+    assert [registry.row_blocks(b) for b in (1, 1 << 15, 1 << 16, 1 << 17, 1 << 18, 1 << 20)] == [1, 1, 2, 2, 4, 4]
+    one, two, four = 1 << 15, (1 << 16) + 5, (1 << 18) + 7  # buckets 2^15, 2^17 and 2^19
+    for n in (one, two, four, four + 1000):
+        kernel.launch(n, "float16", dev, *args)
+    base = {"BLOCK_ROWS": 64, "num_warps": 4, "num_stages": 1, "PRECISION": "fp16"}
+    assert calls[0] == ("triton", (one // 64, 1), (*args, one, one), {**base, "ROW_BLOCKS": 1})
+    assert calls[1] == ("triton", (-(-two // 128), 1), (*args, two, 1 << 17), {**base, "ROW_BLOCKS": 2})
+    assert calls[2] == ("triton", (-(-four // 256), 1), (*args, four, 1 << 19), {**base, "ROW_BLOCKS": 4})
+    assert calls[3] == ("direct", (-(-(four + 1000) // 256), 1, 1, "stream-of-0", "function-handle",
+                                   "packed-metadata", None, None, None, *args, four + 1000, 1 << 19, 64, "fp16", 4))
 
 
 def test_another_alignment_device_or_dtype_goes_through_triton_first(fake_kernel):
