@@ -48,7 +48,7 @@ class Quantizer:
         self.boundaries = variant.boundaries.to(device)
         # the rotation and the codebook as the kernels take them, for each data dtype (fp16 where its
         # products are fp16); decompress_rotated gathers fp32 centroids (it returns centroid * norm exactly)
-        slots = {p: variant.slots(p).to(device) for p in set(self.precision.values())}
+        slots = {p: variant.compress_rotation(p).to(device) for p in set(self.precision.values())}
         rotations = {p: variant.padded_rotation(p).to(device) for p in set(self.precision.values())}
         tables = {p: variant.centroid_table(p).to(device) for p in set(self.precision.values())}
         self._slots = {d: slots[p] for d, p in self.precision.items()}
@@ -234,7 +234,7 @@ class Quantizer:
 
     def _kernel_args(self, op: str, dtype: torch.dtype, inputs: tuple, outputs: tuple) -> tuple:
         """The tensor arguments of op's kernel in signature order: inputs, the rotation (compress: its
-        slots; decompress: padded) and/or the centroid table for data of `dtype` (see the generated
+        slots or transposed; decompress: padded) and/or the centroid table for data of `dtype` (see the generated
         module's docstring), outputs."""
         return (*inputs, *self._constants[op, dtype], *outputs)
 

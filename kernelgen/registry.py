@@ -138,6 +138,13 @@ class LoadedVariant:
             out[j, : lay.head_dim, : lay.groups] = self.rotation[j::g, :].T
         return out.to(torch.float16) if precision == "fp16" else out
 
+    def compress_rotation(self, precision: str) -> torch.Tensor:
+        """The rotation as the module's compress takes it: the slots, or where the module says
+        COMPRESS_ROTATION = "transposed", the padded rotation transposed (coordinates in order)."""
+        if getattr(self.module, "COMPRESS_ROTATION", "slots") == "slots":
+            return self.slots(precision)
+        return self.padded_rotation(precision).T.contiguous()
+
     def padded_rotation(self, precision: str) -> torch.Tensor:
         """The rotation as decompress takes it: (DIM_PAD, DIM_PAD), zero past the head dim, fp16 for the
         fp16 precision, else fp32 (decompress multiplies the centroids, in coordinate order, by it)."""

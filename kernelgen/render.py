@@ -148,6 +148,12 @@ K_CHUNK = 128  # decompress coordinates per tl.dot step (the whole row up to D=1
 # 1M rows (benchmarks/experiments/search_forms_d128.py): 2 codes (tq4) 174.2 against 185.5 µs normalized;
 # 4 codes (tq2) 161.9 against 144.1; 8 codes (tq3) about even (384.5-405.3 against 393.6).
 RAW_FP16_ROWS_CODES_PER_GROUP = 2
+# compress runs one product with the transposed rotation (coordinates in order) and forms the words by a
+# reshape and a weighted sum, instead of one product a slot, where a byte group holds this many codes and
+# a row fits one step: measured on an H100 at D=128, 1M rows (benchmarks/experiments/search_forms_d128.py):
+# 8 codes (tq3) 333.4 against 384.5 µs a slot (B32 w4); 2 and 4 codes no gain
+# (benchmarks/experiments/one_product_d128.py).
+COORDINATE_COMPRESS_CODES_PER_GROUP = 8
 
 
 def spec_display_path(spec: Spec, root: Path) -> str:
@@ -178,6 +184,8 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
         rotation = haar_rotation(head_dim, spec.rotation.seed)
         rotation_bytes = rotation.numpy().astype("<f4").tobytes()
         names = kernel_names(spec, head_dim)
+        coordinate = (layout.codes_per_group == COORDINATE_COMPRESS_CODES_PER_GROUP
+                      and layout.dim_pad <= ROW_CHUNK)
         source = template.render(
             version=__version__, spec=spec, spec_path=spec_path, spec_hash=spec.digest(),
             layout=layout, codebook=codebook, names=names,
@@ -186,6 +194,8 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             out_chunk=min(OUT_CHUNK, layout.dim_pad), search=_magnitude_search(codebook.boundaries, spec.bits),
             half=1 << (spec.bits - 1), word_offset=_word_offset(layout),
             raw_fp16_rows=layout.codes_per_group == RAW_FP16_ROWS_CODES_PER_GROUP,
+            coordinate_compress=coordinate, word_groups=layout.dim_pad // layout.codes_per_group if coordinate
+            else layout.slot_pad,
             precision=repr({d: spec.rotation.precision_for(d) for d in spec.dtypes}),
             interleave=_interleave([f"v{j}" for j in range(layout.codes_per_group)]),
             tune_key='["ROW_BUCKET"]' if spec.autotune.key == "row_bucket" else "[]",

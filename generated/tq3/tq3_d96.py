@@ -6,9 +6,8 @@
 
 Stored format: packed rows of 36 bytes (uint8), the codes as one MSB-first bit
 stream (8 codes in 3 bytes); norms as fp32.
-compress takes the rotation as `slots`, a (8, 128, 16) tensor, zero padded
-(fp16 where PRECISION below says fp16, else fp32):
-slots[j, k, n] = rotation[8*n + j, k], so slot j's product gives code j of every byte group.
+compress takes the rotation transposed as `rotation_t`, (128, 128) zero padded (fp16 where PRECISION below
+says fp16, else fp32): rotation_t[k, c] = rotation[c, k], so the product gives the coordinates in order.
 decompress takes the rotation itself as `rotation`, (128, 128) zero padded, in the same precision.
 The decompress kernels take the codebook as `centroids`, a (8,) table (CENTROIDS below; fp16 where
 PRECISION says fp16 for the products, else fp32; fp32 always for decompress_rotated).
@@ -28,6 +27,7 @@ ROW_CHUNK = tl.constexpr(128)  # compress: input dims per tl.dot step (the whole
 OUT_CHUNK = tl.constexpr(128)  # decompress: output dims per tl.dot step
 K_CHUNK = tl.constexpr(128)  # decompress: coordinates per tl.dot step (the whole row)
 NORM_EPS = tl.constexpr(1e-10)
+COMPRESS_ROTATION = "transposed"  # compress takes the rotation transposed (see above); without this line, the slots
 
 # Lloyd-Max codebook (beta law, 135 iterations), fp32 values.
 CENTROIDS = (
@@ -112,12 +112,15 @@ def _centroid(centroids_ptr, code):
 @triton.autotune(configs=CONFIGS, key=TUNE_KEY)
 @triton.jit(do_not_specialize=["n_rows", "ROW_BUCKET"])
 def tq3_d96_compress(
-    x_ptr, slots_ptr, packed_ptr, norms_ptr,
+    x_ptr, rotation_t_ptr, packed_ptr, norms_ptr,
     n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    """norm -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the slots in fp16 when
-    PRECISION is fp16, else in fp32.
+    """norm -> rotate (one tl.dot with the transposed rotation, coordinate order) -> code search -> pack
+    (a reshape and a weighted sum of each group's 8 codes). rotation_t_ptr holds the rotation transposed,
+    zero padded, in fp16 when PRECISION is fp16, else in fp32. One product instead of 8 narrow slot
+    products, each re-reading the row tile: measured faster on an H100 at 8 codes a group
+    (benchmarks/experiments/search_forms_d128.py).
     Rows are normalized before the products (with 8 slots measured faster on an H100 than fp16 rows
     going in as they are: benchmarks/experiments/search_forms_d128.py)."""
     RAW: tl.constexpr = False
@@ -125,50 +128,29 @@ def tq3_d96_compress(
     row_ok = rows < n_rows
     x_rows = x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM  # rows are contiguous
     k = tl.arange(0, ROW_CHUNK)[:, None]
-    n = tl.arange(0, SLOT_PAD)[None, :]
-    # the slots first: their reads (from L2) overlap the row's read (measured faster on an H100)
-    w = slots_ptr + k * SLOT_PAD + n
-    w0 = tl.load(w)
-    w1 = tl.load(w + 1 * DIM_PAD * SLOT_PAD)
-    w2 = tl.load(w + 2 * DIM_PAD * SLOT_PAD)
-    w3 = tl.load(w + 3 * DIM_PAD * SLOT_PAD)
-    w4 = tl.load(w + 4 * DIM_PAD * SLOT_PAD)
-    w5 = tl.load(w + 5 * DIM_PAD * SLOT_PAD)
-    w6 = tl.load(w + 6 * DIM_PAD * SLOT_PAD)
-    w7 = tl.load(w + 7 * DIM_PAD * SLOT_PAD)
+    c = tl.arange(0, DIM_PAD)
+    # the rotation first: its read (from L2) overlaps the row's read
+    rotation_t = tl.load(rotation_t_ptr + k * DIM_PAD + c[None, :])
     dims = tl.arange(0, DIM_PAD)
     x = tl.load(x_rows + dims[None, :], mask=row_ok[:, None] & (dims < HEAD_DIM)[None, :], other=0.0)
     xf = x.to(tl.float32)
     norm = tl.sqrt(tl.sum(xf * xf, axis=1))
     inv = (1.0 / (norm + NORM_EPS))[:, None]
     if RAW:
-        y0 = _dot(x, w0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION) * inv  # slot 0: coordinates 0, 8, 16, ...
-        y1 = _dot(x, w1, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION) * inv  # slot 1: coordinates 1, 9, 17, ...
-        y2 = _dot(x, w2, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION) * inv  # slot 2: coordinates 2, 10, 18, ...
-        y3 = _dot(x, w3, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION) * inv  # slot 3: coordinates 3, 11, 19, ...
-        y4 = _dot(x, w4, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION) * inv  # slot 4: coordinates 4, 12, 20, ...
-        y5 = _dot(x, w5, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION) * inv  # slot 5: coordinates 5, 13, 21, ...
-        y6 = _dot(x, w6, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION) * inv  # slot 6: coordinates 6, 14, 22, ...
-        y7 = _dot(x, w7, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION) * inv  # slot 7: coordinates 7, 15, 23, ...
+        y = _dot(x, rotation_t, tl.zeros((BLOCK_ROWS, DIM_PAD), dtype=tl.float32), PRECISION) * inv
     else:
-        xf = xf * inv
-        y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)
-        y1 = _dot(xf, w1, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)
-        y2 = _dot(xf, w2, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)
-        y3 = _dot(xf, w3, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)
-        y4 = _dot(xf, w4, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)
-        y5 = _dot(xf, w5, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)
-        y6 = _dot(xf, w6, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)
-        y7 = _dot(xf, w7, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)
+        y = _dot(xf * inv, rotation_t, tl.zeros((BLOCK_ROWS, DIM_PAD), dtype=tl.float32), PRECISION)
     tl.store(norms_ptr + rows, norm, mask=row_ok)
 
     # slot j's code goes to bits [3*(8-1-j), 3*(8-j)) of its group word, first coordinate highest:
     # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
     # common offset 3.5 scaled the same (8388607.5): exact in fp32 (24 bits; every partial sum is a
     # multiple of 0.5 below 2^23), converted to an integer once
-    word = (_signed_code(y0) * 2097152.0 + _signed_code(y1) * 262144.0 + _signed_code(y2) * 32768.0 + _signed_code(y3) * 4096.0 + _signed_code(y4) * 512.0 + _signed_code(y5) * 64.0 + _signed_code(y6) * 8.0 + _signed_code(y7) + 8388607.5).to(tl.int32)
+    # (column 8*n + j of y is code j of group n: scaled by 2^(3*(8-1-j)), summed over each group's 8 columns)
+    scale = (1 << (3 * (7 - c % 8))).to(tl.float32)
+    word = (tl.sum(tl.reshape(_signed_code(y) * scale[None, :], (BLOCK_ROWS, DIM_PAD // 8, 8)), axis=2) + 8388607.5).to(tl.int32)
 
-    groups = tl.arange(0, SLOT_PAD)
+    groups = tl.arange(0, DIM_PAD // 8)
     out_ok = row_ok[:, None] & (groups < GROUPS)[None, :]
     out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
     tl.store(out, ((word >> 16) & 0xFF).to(tl.uint8), mask=out_ok)
