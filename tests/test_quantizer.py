@@ -253,3 +253,19 @@ def test_torch_path_codes_count_boundaries_and_break_negative_ties_away_from_zer
     expected = torch.searchsorted(b, y, right=True) - on_negative_boundary.long() - negative_zero.long()
     assert on_negative_boundary.sum() == 7 and negative_zero.sum() == 1
     assert torch.equal(torch_path.codes_of(y, b), expected)
+
+
+def test_compress_takes_the_transposed_rotation_at_eight_codes_a_group_up_to_d128_else_the_slots():
+    """render.COORDINATE_COMPRESS_CODES_PER_GROUP: tq3 at D<=128 multiplies by the padded rotation
+    transposed (coordinates in order); wider tq3 rows and the other specs by the slots."""
+    from kernelgen import registry
+
+    v = registry.load_variant("tq3", 96)
+    assert v.module.COMPRESS_ROTATION == "transposed"
+    assert torch.equal(v.compress_rotation("fp16"), v.padded_rotation("fp16").T)
+    assert v.compress_rotation("fp16").shape == (128, 128) and v.compress_rotation("fp16").is_contiguous()
+    assert torch.equal(v.compress_rotation("fp16")[:96, :96], v.rotation.T.half())
+    for spec, head_dim, shape in (("tq3", 256, (8, 256, 32)), ("tq4", 128, (2, 128, 64)), ("tq2", 64, (4, 64, 16))):
+        v = registry.load_variant(spec, head_dim)
+        assert not hasattr(v.module, "COMPRESS_ROTATION")
+        assert torch.equal(v.compress_rotation("fp32"), v.slots("fp32")) and v.slots("fp32").shape == shape
