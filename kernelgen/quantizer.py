@@ -48,16 +48,18 @@ class Quantizer:
         self.boundaries = variant.boundaries.to(device)
         # the rotation and the codebook as the kernels take them, for each data dtype (fp16 where its
         # products are fp16); decompress_rotated gathers fp32 centroids (it returns centroid * norm exactly)
-        slots = {p: variant.compress_rotation(p).to(device) for p in set(self.precision.values())}
+        # (compress: the slots, or the padded rotation transposed where the module says so; decompress:
+        # the padded rotation)
+        compress_rotations = {p: variant.compress_rotation(p).to(device) for p in set(self.precision.values())}
         rotations = {p: variant.padded_rotation(p).to(device) for p in set(self.precision.values())}
         tables = {p: variant.centroid_table(p).to(device) for p in set(self.precision.values())}
-        self._slots = {d: slots[p] for d, p in self.precision.items()}
+        self._compress_rotation = {d: compress_rotations[p] for d, p in self.precision.items()}
         self._padded_rotation = {d: rotations[p] for d, p in self.precision.items()}
         self._centroid_table = {d: tables[p] for d, p in self.precision.items()}
         self._rotated_table = variant.centroids.to(device)
         # what each kernel takes between its inputs and its outputs, for data of each dtype
         self._constants = {(op, d): consts for d in self.dtypes for op, consts in (
-            ("compress", (self._slots[d],)),
+            ("compress", (self._compress_rotation[d],)),
             ("decompress", (self._padded_rotation[d], self._centroid_table[d])),
             ("decompress_rotated", (self._rotated_table,)))}
         self._kernels = {op: registry.BoundKernel(variant, op) for op in registry.OPS}
@@ -234,8 +236,8 @@ class Quantizer:
 
     def _kernel_args(self, op: str, dtype: torch.dtype, inputs: tuple, outputs: tuple) -> tuple:
         """The tensor arguments of op's kernel in signature order: inputs, the rotation (compress: its
-        slots or transposed; decompress: padded) and/or the centroid table for data of `dtype` (see the generated
-        module's docstring), outputs."""
+        slots or transposed; decompress: padded) and/or the centroid table for data of `dtype` (see the
+        generated module's docstring), outputs."""
         return (*inputs, *self._constants[op, dtype], *outputs)
 
 

@@ -265,7 +265,7 @@ class BoundKernel:
         self.configs = self.autotuner.configs
         self.id = tuning.KernelId(variant.entry.kernels[op], variant.entry.module_sha256)
         self.interpreted = is_interpreted(self.autotuner)
-        self.rotates = op != "decompress_rotated"  # takes the rotation (slots or padded) and a PRECISION argument
+        self.rotates = op != "decompress_rotated"  # takes a rotation operand and a PRECISION argument
         module = variant.module
         # output steps a row of decompress takes, where the kernel can spread them over grid axis 1
         self.output_steps = (module.DIM_PAD.value // module.OUT_CHUNK.value

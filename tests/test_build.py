@@ -199,3 +199,27 @@ def test_rendered_code_search_counts_boundaries_exactly_and_breaks_ties_away_fro
 def test_render_refuses_a_codebook_that_is_not_symmetric():
     with pytest.raises(ValueError, match="symmetric"):
         render._magnitude_search((-0.5, 0.0, 0.4), 2)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4])
+def test_word_offset_turns_the_signed_codes_sum_into_the_group_word_exactly_in_fp32(bits):
+    """The compress word: sum over a group's codes of (code - (half - 0.5)) * 2^shift, in fp32 in the
+    template's order, plus render's offset, equals the shift-and-or word, for every code at its extremes
+    and at random; a word past 24 bits is refused (fp32 would round it)."""
+    import numpy as np
+
+    from kernelgen.layout import PackLayout
+
+    layout = PackLayout(bits, 64)
+    g, half = layout.codes_per_group, 1 << (bits - 1)
+    rng = np.random.default_rng()
+    codes = np.concatenate([np.zeros((1, g), np.int64), np.full((1, g), layout.levels - 1),
+                            rng.integers(0, layout.levels, (2000, g))])
+    word = np.zeros(len(codes), np.float32)
+    for j in range(g):  # slot order, as the template sums
+        word = word + (codes[:, j] - np.float32(half - 0.5)).astype(np.float32) * np.float32(2 ** layout.code_shift(j))
+    word = word + np.float32(render._word_offset(layout))
+    expected = sum(codes[:, j] << layout.code_shift(j) for j in range(g))
+    assert np.array_equal(word.astype(np.int64), expected)
+    with pytest.raises(ValueError, match="not exact in fp32"):
+        render._word_offset(PackLayout(5, 64))

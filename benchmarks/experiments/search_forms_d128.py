@@ -1,15 +1,18 @@
 """Experiment (not part of the package): compress at D=128, 1M rows, fp16 and bf16 rows, tq4/tq3/tq2, on
 an H100: the search's last form in the template against the one before it, and the raw fp16 rows
 against normalizing first, each module at each config (generated modules of the day saved under
-benchmarks/experiments/search_forms_modules/: signed_* = the search with 0/1 bits and multiply-adds (commit b141743), weighted_* = each
-compare selecting its bit's weight, weightednoraw_* = the same with every row normalized first), and
+search_forms_modules/: signed_* = the search with 0/1 bits and multiply-adds (commit b141743),
+weighted_* = each compare selecting its bit's weight; weightednoraw = weighted_* with its RAW line
+made False, every row normalized first, derived when the script runs), and
 for tq3 `coord`: one 128-column product in coordinate order (the rotation transposed) instead of eight
 16-column slot products, the weighted search, the group words by a reshape (B, 16, 8) and a weighted
 sum over the last axis (raw fp16 rows).
 Usage (CUDA machine, repo root): PYTHONPATH=$PWD python3 benchmarks/experiments/search_forms_d128.py
 """
 import importlib.util
+import os
 import sys
+import tempfile
 
 import torch
 import triton
@@ -19,15 +22,32 @@ from triton.testing import do_bench
 import kernelgen
 
 
+MODULES = "benchmarks/experiments/search_forms_modules"
+RAW_LINE = '    RAW: tl.constexpr = x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"\n'
+
+
 def load(path, name):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
+    sys.modules[name] = module  # triton reads the kernels' source through their module
     spec.loader.exec_module(module)
     return module
 
 
-_signed3 = load("benchmarks/experiments/search_forms_modules/weighted_tq3_d128.py", "exp_coord_tq3")._signed_code
+def load_form(form, spec_name):
+    """signed / weighted: the saved module; weightednoraw: the weighted module, rows normalized first."""
+    if form != "weightednoraw":
+        return load(f"{MODULES}/{form}_{spec_name}_d128.py", f"exp_{form}_{spec_name}")
+    with open(f"{MODULES}/weighted_{spec_name}_d128.py") as handle:
+        source = handle.read()
+    assert source.count(RAW_LINE) == 1
+    path = os.path.join(tempfile.mkdtemp(), f"weightednoraw_{spec_name}_d128.py")
+    with open(path, "w") as handle:
+        handle.write(source.replace(RAW_LINE, "    RAW: tl.constexpr = False\n"))
+    return load(path, f"exp_{form}_{spec_name}")
+
+
+_signed3 = load(f"{MODULES}/weighted_tq3_d128.py", "exp_coord_tq3")._signed_code
 
 
 @triton.jit
@@ -59,7 +79,7 @@ def main():
     print(f"device {torch.cuda.get_device_name()}; copy {copy_gbps:.0f} GB/s", flush=True)
     for spec in ("tq4", "tq3", "tq2"):
         q = kernelgen.quantizer(spec, 128)
-        slots = q._slots[torch.float16]
+        slots = q._variant.slots("fp16").cuda()  # every form here takes the slots
         nbytes = rows * (128 * 2 + q.packed_dim + 4)
         for dt in (torch.float16, torch.bfloat16):
             x = torch.randn(rows, 128, device="cuda", dtype=dt)
@@ -68,7 +88,7 @@ def main():
             for form in ("signed", "weighted", "weightednoraw"):
                 if form == "weightednoraw" and dt == torch.bfloat16:
                     continue  # bf16 rows are normalized first in every form
-                module = load(f"benchmarks/experiments/search_forms_modules/{form}_{spec}_d128.py", f"exp_{form}_{spec}")
+                module = load_form(form, spec)
                 kernel = getattr(module, f"{spec}_d128_compress").fn
                 for blk, warps in ((32, 4), (64, 4), (32, 8), (128, 8)):
                     def run():
