@@ -31,14 +31,25 @@ MAX_ROW_BUCKET = 1 << 20
 # Measured on an H100 (benchmarks/experiments/column_programs_d256.py): at 8 rows the split took D=256
 # from 7.7 to 4.6 µs; at 1M rows it was slower for 2 and 3 bits (up to 44%).
 COLUMN_SPLIT_MAX_ROWS = 2048
-# Decompress kernels of one output step (head dims up to 128) take several row blocks a program, one
-# after the other with the rotation loaded once, from these row buckets on: (first bucket, blocks), the
-# largest first; smaller buckets take one block a program. Measured on an H100, D=128, fp16, at the
-# shipped configs (benchmarks/experiments/row_blocks_sizes.py): 65,536 rows, 2 blocks 15.2 µs against
-# 16.5 with one (tq4), 15.6 against 16.0 (tq2), 18.3 against 18.1 (tq3), 4 blocks slower for all three;
-# 262,144 rows, 4 blocks 41.8 against 45.8 (tq4), 52.1 against 53.6 (tq3), 43.1 against 46.2 (tq2);
-# 1,048,576 rows, 4 blocks 145.0 against 165.7 (tq4). Buckets 2^17 and 2^19 were not measured.
-ROW_BLOCKS_FROM_BUCKET = ((1 << 18, 4), (1 << 16, 2))
+# Kernels of one step (head dims up to 128) take several row blocks a program, one after the other with the
+# rotation loaded once, from these row buckets on: op -> ((first bucket, blocks), ...), the largest first;
+# smaller buckets take one block a program.
+# Decompress, measured on an H100, D=128, fp16, at the shipped configs of the day
+# (benchmarks/experiments/row_blocks_sizes.py): 65,536 rows, 2 blocks 15.2 µs against 16.5 with one (tq4),
+# 15.6 against 16.0 (tq2), 18.3 against 18.1 (tq3), 4 blocks slower for all three; 262,144 rows, 4 blocks
+# 41.8 against 45.8 (tq4), 52.1 against 53.6 (tq3), 43.1 against 46.2 (tq2); 1,048,576 rows, 4 blocks
+# 145.0 against 165.7 (tq4).
+# Compress (16-bit rows read a block ahead), measured on an H100, fp16, B64 w4 (B32 w4 for tq3)
+# (benchmarks/experiments/compress_row_blocks.py): 65,536 rows, 4 blocks 17.1 µs against 18.9 with one
+# (tq4 D=128), 15.3 against 16.4 (tq2), 22.9 against 27.1 (tq3), 15.8 against 17.7 (tq4 D=96), 11.3
+# against 11.1 (tq4 D=64); 262,144 rows, 4 blocks 43.7 against 48.4 (tq4); 1,048,576 rows, 8 blocks
+# 141.3 / 4 blocks 143.8 against 157.8 (tq4), 125.4 / 127.4 against 142.1 (tq2), 250.7 / 254.8 against
+# 307.7 (tq3), 141.4 / 142.8 against 153.1 (tq4 D=96), 73.0 / 70.2 against 73.7 (tq4 D=64).
+# Buckets 2^17 and 2^19 were not measured.
+ROW_BLOCKS_FROM_BUCKET = {
+    "compress": ((1 << 20, 8), (1 << 16, 4)),
+    "decompress": ((1 << 18, 4), (1 << 16, 2)),
+}
 OPS = ("compress", "decompress", "decompress_rotated")
 
 _added_paths: list[Path] = []
@@ -93,10 +104,9 @@ def available() -> dict[str, tuple[int, ...]]:
     return {name: tuple(v.head_dim for v in m.variants) for name, (_, m) in sorted(_manifests().items())}
 
 
-def row_blocks(bucket: int) -> int:
-    """Row blocks a program of a one-step decompress kernel takes at this row bucket (see
-    ROW_BLOCKS_FROM_BUCKET)."""
-    return next((blocks for first, blocks in ROW_BLOCKS_FROM_BUCKET if bucket >= first), 1)
+def row_blocks(op: str, bucket: int) -> int:
+    """Row blocks a program of op's one-step kernel takes at this row bucket (see ROW_BLOCKS_FROM_BUCKET)."""
+    return next((blocks for first, blocks in ROW_BLOCKS_FROM_BUCKET[op] if bucket >= first), 1)
 
 
 def row_bucket(n_rows: int) -> int:
@@ -254,8 +264,8 @@ class BoundKernel:
     16-byte alignment is checked on every call. Under the interpreter, on a Triton other than 3.6, or
     while a Triton launch hook is set (profilers), every launch goes through `kernel[grid](...)`.
     The grid is (row blocks, 1), or (row blocks, output steps) for a decompress kernel that splits its
-    output steps at this row bucket (see COLUMN_SPLIT_MAX_ROWS); a one-step decompress kernel takes
-    ROW_BLOCKS row blocks a program at large row buckets (see ROW_BLOCKS_FROM_BUCKET)."""
+    output steps at this row bucket (see COLUMN_SPLIT_MAX_ROWS); a one-step compress or decompress kernel
+    takes ROW_BLOCKS row blocks a program at large row buckets (see ROW_BLOCKS_FROM_BUCKET)."""
 
     def __init__(self, variant: LoadedVariant, op: str):
         self.variant = variant
@@ -271,6 +281,8 @@ class BoundKernel:
         self.output_steps = (module.DIM_PAD.value // module.OUT_CHUNK.value
                              if "COLUMN_SPLIT" in self.fn.arg_names else 1)
         self.loops_rows = "ROW_BLOCKS" in self.fn.arg_names  # a program can take several row blocks
+        # compress with the fp16 search: its PTX on a GPU, its Triton form under the interpreter
+        self.inline_ptx = "INLINE_PTX" in self.fn.arg_names
         self._memo: dict[tuple, tuple] = {}
         self._compiled: dict[tuple, object] = {}
         self._direct = not self.interpreted and DIRECT_LAUNCH
@@ -281,16 +293,19 @@ class BoundKernel:
         self._current_stream = None  # the driver's, bound at the first compiled launch (none without a GPU)
 
     def meta(self, config: tuning.LaunchConfig, dtype: str, bucket: int) -> dict:
-        """The launch's compile-time arguments: the config, the precision of the dtype's products, and for
-        decompress either whether the row bucket spreads the output steps over grid axis 1 (several
-        steps) or how many row blocks a program takes (one step)."""
+        """The launch's compile-time arguments: the config, the precision of the dtype's products, whether
+        a decompress kernel of several output steps spreads them over grid axis 1 at this row bucket, how
+        many row blocks a one-step kernel's program takes, and whether compress runs its fp16 search as
+        inline PTX (not under the interpreter, which cannot run PTX)."""
         meta = {"BLOCK_ROWS": config.block_rows, "num_warps": config.num_warps, "num_stages": config.num_stages}
         if self.rotates:
             meta["PRECISION"] = self.variant.precision(dtype)
         if self.output_steps > 1:
             meta["COLUMN_SPLIT"] = bucket <= COLUMN_SPLIT_MAX_ROWS
         if self.loops_rows:
-            meta["ROW_BLOCKS"] = row_blocks(bucket)
+            meta["ROW_BLOCKS"] = row_blocks(self.op, bucket)
+        if self.inline_ptx:
+            meta["INLINE_PTX"] = not self.interpreted
         return meta
 
     @staticmethod

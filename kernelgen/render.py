@@ -17,7 +17,7 @@ from pathlib import Path
 import jinja2
 import numpy as np
 
-from . import __version__
+from . import __version__, fp16_search
 from .constants import haar_rotation, lloyd_max
 from .layout import PackLayout
 from .manifest import MANIFEST_NAME, Manifest, VariantEntry, constants_digest, sha256
@@ -132,6 +132,32 @@ def _word_offset(layout: PackLayout) -> float:
     return (half - 0.5) * sum(1 << layout.code_shift(j) for j in range(layout.codes_per_group))
 
 
+@dataclass(frozen=True)
+class _Fp16SearchContext:
+    """What the template needs of kernelgen.fp16_search for one layout."""
+    thresholds: tuple[float, ...]
+    ptx: str
+    constraints: str  # the inline asm's: one output, one input a slot
+    moved: str  # which thresholds are one fp16 step off the nearest ('' if none)
+
+    @property
+    def symmetric_boundaries(self) -> tuple[float, ...]:
+        return tuple(-t for t in reversed(self.thresholds)) + (0.0,) + self.thresholds
+
+
+def _fp16_search(boundaries: tuple[float, ...], layout: PackLayout) -> _Fp16SearchContext | None:
+    """The fp16 search of compress (kernelgen/fp16_search.py) where a byte group is one byte, else None."""
+    if layout.bytes_per_group != 1:
+        return None
+    g = layout.codes_per_group
+    search = fp16_search.byte_group_search(boundaries, layout.bits, g, [layout.code_shift(j) for j in range(g)],
+                                           _word_offset(layout))
+    nearest = fp16_search.nearest_thresholds([float(b) for b in boundaries[len(boundaries) // 2 + 1:]])
+    moved = [f"{t!r}" for t, n in zip(search.thresholds, nearest) if t != float(n)]
+    return _Fp16SearchContext(search.thresholds, search.ptx, "=r," + ",".join(["r"] * g),
+                              " and ".join(moved) + (" is" if len(moved) == 1 else " are") if moved else "")
+
+
 def _interleave(names: list[str]) -> str:
     """A tl.join tree whose flattened last axes list `names` in order (v0, v1, ... per group)."""
     if len(names) == 1:
@@ -143,11 +169,6 @@ ROW_CHUNK = 128  # compress reads a row padded up to this in one piece, wider ro
 WIDE_ROW_CHUNK = 64  # compress input dims per tl.dot step for rows wider than ROW_CHUNK
 OUT_CHUNK = 128  # decompress output dims per tl.dot step (one step up to D=128): bounds shared memory at large head dims
 K_CHUNK = 128  # decompress coordinates per tl.dot step (the whole row up to D=128)
-# compress feeds fp16 rows into fp16 products as they are (scaling the products by 1/norm after) where a
-# byte group holds this many codes, and normalizes rows first elsewhere: measured on an H100 at D=128,
-# 1M rows (benchmarks/experiments/search_forms_d128.py): 2 codes (tq4) 174.2 against 185.5 µs normalized;
-# 4 codes (tq2) 161.9 against 144.1; 8 codes (tq3) about even (384.5-405.3 against 393.6).
-RAW_FP16_ROWS_CODES_PER_GROUP = 2
 # compress runs one product with the transposed rotation (coordinates in order) and forms the words by a
 # reshape and a weighted sum, instead of one product a slot, where a byte group holds this many codes and
 # a row fits one step: measured on an H100 at D=128, 1M rows (benchmarks/experiments/search_forms_d128.py):
@@ -186,6 +207,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
         names = kernel_names(spec, head_dim)
         coordinate = (layout.codes_per_group == COORDINATE_COMPRESS_CODES_PER_GROUP
                       and layout.dim_pad <= ROW_CHUNK)
+        fp16 = None if coordinate else _fp16_search(codebook.boundaries, layout)
         source = template.render(
             version=__version__, spec=spec, spec_path=spec_path, spec_hash=spec.digest(),
             layout=layout, codebook=codebook, names=names,
@@ -193,7 +215,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             row_chunk=layout.dim_pad if layout.dim_pad <= ROW_CHUNK else WIDE_ROW_CHUNK,
             out_chunk=min(OUT_CHUNK, layout.dim_pad), search=_magnitude_search(codebook.boundaries, spec.bits),
             half=1 << (spec.bits - 1), word_offset=_word_offset(layout),
-            raw_fp16_rows=layout.codes_per_group == RAW_FP16_ROWS_CODES_PER_GROUP,
+            fp16_search=fp16, fp16_levels=fp16 and _magnitude_search(fp16.symmetric_boundaries, spec.bits),
             coordinate_compress=coordinate, word_groups=layout.dim_pad // layout.codes_per_group if coordinate
             else layout.slot_pad,
             precision=repr({d: spec.rotation.precision_for(d) for d in spec.dtypes}),

@@ -223,3 +223,92 @@ def test_word_offset_turns_the_signed_codes_sum_into_the_group_word_exactly_in_f
     assert np.array_equal(word.astype(np.int64), expected)
     with pytest.raises(ValueError, match="not exact in fp32"):
         render._word_offset(PackLayout(5, 64))
+
+
+def _fp16_search_case(bits, head_dim, law="gaussian"):
+    from kernelgen import constants
+    from kernelgen.layout import PackLayout
+    from kernelgen.spec import CodebookSpec
+
+    codebook = constants.lloyd_max(bits, head_dim, CodebookSpec(law, None, "uniform", 200, 1e-10))
+    layout = PackLayout(bits, head_dim)
+    return codebook, layout, render._fp16_search(codebook.boundaries, layout)
+
+
+def _run_byte_search(search, layout, y):
+    """The generated PTX on fp16 values y (n, g, 2) -> (n, 2) bytes, through the tests' PTX interpreter."""
+    import numpy as np
+    import ptx_f16x2
+
+    out = ptx_f16x2.run(search.ptx, [ptx_f16x2.pack(y[:, j, 0], y[:, j, 1]) for j in range(layout.codes_per_group)])
+    pair = np.stack([out & 0xFFFF, out >> 16], axis=1)
+    assert ((pair >> 8) == 0x64).all(), "the output is not 1024 + byte"
+    return pair & 0xFF
+
+
+def _expected_bytes(thresholds, layout, y):
+    """What the fp16 search must give: torch_path's codes of the fp16 values against the symmetric fp16
+    thresholds, packed MSB first."""
+    import numpy as np
+    import torch
+
+    from kernelgen import torch_path
+
+    t = torch.tensor(thresholds, dtype=torch.float32)
+    codes = torch_path.codes_of(torch.from_numpy(y.astype(np.float32)), torch.cat([-t.flip(0), torch.zeros(1), t]))
+    return sum(codes[:, j, :].numpy() << layout.code_shift(j) for j in range(layout.codes_per_group))
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4])
+@pytest.mark.parametrize("head_dim,law", [(64, "gaussian"), (96, "beta"), (128, "gaussian"), (256, "gaussian")])
+def test_fp16_search_ptx_gives_the_codes_of_its_fp16_thresholds_ties_included(bits, head_dim, law):
+    """The PTX a module with the fp16 search runs (kernelgen/fp16_search.py), interpreted in numpy: for
+    random rotated values, every threshold, its neighbours, +-0, 1 and fp16's largest value and inf, the
+    byte equals the codes of torch_path's search (the tie rules included) against FP16_THRESHOLDS; each
+    threshold is an fp16 value at most one step from the one whose rounding edge is closest to the fp32
+    boundary, so codes differ from the fp32 search's only within two fp16 steps of a boundary."""
+    import numpy as np
+
+    from kernelgen import fp16_search
+
+    codebook, layout, search = _fp16_search_case(bits, head_dim, law)
+    g = layout.codes_per_group
+    t = np.array(search.thresholds, dtype=np.float16)
+    edge = np.concatenate([t, np.nextafter(t, np.float16(0)), np.nextafter(t, np.float16(1)),
+                           np.float16([0.0, 1.0, 65504.0, np.inf])])
+    special = np.concatenate([edge, -edge])
+    rng = np.random.default_rng()
+    y = (rng.standard_normal((4000, g, 2)) / np.sqrt(head_dim)).astype(np.float16)
+    y.reshape(-1)[:special.size] = special
+    rng.shuffle(y.reshape(-1)[:special.size * 3])
+    assert np.array_equal(_run_byte_search(search, layout, y), _expected_bytes(search.thresholds, layout, y))
+
+    positive = [b for b in codebook.boundaries if b > 0]
+    for threshold, nearest, b in zip(search.thresholds, fp16_search.nearest_thresholds(positive), positive):
+        steps = {float(nearest), float(np.nextafter(nearest, np.float16(0))), float(np.nextafter(nearest, np.float16(1)))}
+        assert threshold in steps
+        ulp = float(np.spacing(np.float16(b)))
+        assert abs(fp16_search._rounding_edge(np.float16(threshold)) - b) <= 1.5 * ulp
+
+
+def test_fp16_search_falls_back_to_an_exact_select_where_no_multiply_add_is_exact(monkeypatch):
+    """Where no threshold choice makes the multiply-adds exact (forced here: no candidates), each level
+    picks its threshold by an exact select; the codes are still those of the thresholds."""
+    import numpy as np
+
+    from kernelgen import fp16_search
+
+    monkeypatch.setattr(fp16_search, "_moves", lambda values, targets: [])
+    codebook, layout, search = _fp16_search_case(4, 128)
+    assert "neg.f16x2" in search.ptx and "fma.rn.f16x2 u," in search.ptx
+    y = (np.random.default_rng().standard_normal((4000, 2, 2)) / np.sqrt(128)).astype(np.float16)
+    y[0, 0, :] = search.thresholds[:2]
+    assert np.array_equal(_run_byte_search(search, layout, y), _expected_bytes(search.thresholds, layout, y))
+
+
+def test_the_fp16_search_is_rendered_only_for_one_byte_groups():
+    from kernelgen import fp16_search
+
+    assert _fp16_search_case(3, 128)[2] is None  # 8 codes in 3 bytes: the fp32 search
+    with pytest.raises(ValueError, match="one-byte groups"):
+        fp16_search.byte_group_search((-0.1, 0.0, 0.1), 2, 2, [2, 0], 1.5)

@@ -61,11 +61,11 @@ def test_the_second_launch_of_a_key_calls_the_compiled_launcher_with_every_argum
     args = (_Pointer(4096), _Pointer(8192), _Pointer(1024), _Pointer(2048))
     dev = torch.device("cuda", 0)
     kernel.launch(100, "float16", dev, *args)
-    assert calls == [("triton", (2, 1), (*args, 100, 128),
-                      {"BLOCK_ROWS": 64, "num_warps": 4, "num_stages": 1, "PRECISION": "fp16"})]
+    assert calls == [("triton", (2, 1), (*args, 100, 128), {"BLOCK_ROWS": 64, "num_warps": 4, "num_stages": 1,
+                                                            "PRECISION": "fp16", "INLINE_PTX": True, "ROW_BLOCKS": 1})]
     kernel.launch(120, "float16", dev, *args)  # same bucket (128), dtype, device and alignment
     assert calls[1] == ("direct", (2, 1, 1, "stream-of-0", "function-handle", "packed-metadata", None, None, None,
-                                   *args, 120, 128, 64, "fp16"))
+                                   *args, 120, 128, 64, "fp16", True, 1))
     kernel.launch(129, "float16", dev, *args)  # another bucket: the first launch of that key
     assert calls[2][0] == "triton" and calls[2][1] == (3, 1)
 
@@ -104,11 +104,12 @@ def test_one_step_decompress_takes_more_row_blocks_a_program_at_larger_buckets(m
     kernel._knobs = SimpleNamespace(launch_enter_hook=HookChain(), launch_exit_hook=HookChain(reversed=True))
     kernel._current_stream = lambda index: f"stream-of-{index}"
     monkeypatch.setattr(kernel, "config", lambda n, dtype, device, args: tuning.LaunchConfig(64, 4, 1))
-    monkeypatch.setattr(registry, "ROW_BLOCKS_FROM_BUCKET", ((1 << 18, 4), (1 << 16, 2)))
+    monkeypatch.setitem(registry.ROW_BLOCKS_FROM_BUCKET, "decompress", ((1 << 18, 4), (1 << 16, 2)))
     args = (_Pointer(4096), _Pointer(8192), _Pointer(1024), _Pointer(2048), _Pointer(512))
     dev = torch.device("cuda", 0)
     assert kernel.loops_rows and kernel.output_steps == 1
-    assert [registry.row_blocks(b) for b in (1, 1 << 15, 1 << 16, 1 << 17, 1 << 18, 1 << 20)] == [1, 1, 2, 2, 4, 4]
+    assert [registry.row_blocks("decompress", b) for b in (1, 1 << 15, 1 << 16, 1 << 17, 1 << 18, 1 << 20)] == \
+        [1, 1, 2, 2, 4, 4]
     one, two, four = 1 << 15, (1 << 16) + 5, (1 << 18) + 7  # buckets 2^15, 2^17 and 2^19
     for n in (one, two, four, four + 1000):
         kernel.launch(n, "float16", dev, *args)
@@ -118,6 +119,37 @@ def test_one_step_decompress_takes_more_row_blocks_a_program_at_larger_buckets(m
     assert calls[2] == ("triton", (-(-four // 256), 1), (*args, four, 1 << 19), {**base, "ROW_BLOCKS": 4})
     assert calls[3] == ("direct", (-(-(four + 1000) // 256), 1, 1, "stream-of-0", "function-handle",
                                    "packed-metadata", None, None, None, *args, four + 1000, 1 << 19, 64, "fp16", 4))
+
+
+def test_one_step_compress_takes_more_row_blocks_a_program_at_larger_buckets(fake_kernel, monkeypatch):
+    kernel, calls = fake_kernel
+    monkeypatch.setitem(registry.ROW_BLOCKS_FROM_BUCKET, "compress", ((1 << 18, 4), (1 << 16, 2)))
+    args = (_Pointer(4096), _Pointer(8192), _Pointer(1024), _Pointer(2048))
+    dev = torch.device("cuda", 0)
+    assert kernel.loops_rows and kernel.inline_ptx
+    one, two, four = 1 << 15, (1 << 16) + 5, (1 << 18) + 7  # buckets 2^15, 2^17 and 2^19
+    for n in (one, two, four, four + 1000):
+        kernel.launch(n, "bfloat16", dev, *args)
+    base = {"BLOCK_ROWS": 64, "num_warps": 4, "num_stages": 1, "PRECISION": "fp16", "INLINE_PTX": True}
+    assert calls[0] == ("triton", (one // 64, 1), (*args, one, one), {**base, "ROW_BLOCKS": 1})
+    assert calls[1] == ("triton", (-(-two // 128), 1), (*args, two, 1 << 17), {**base, "ROW_BLOCKS": 2})
+    assert calls[2] == ("triton", (-(-four // 256), 1), (*args, four, 1 << 19), {**base, "ROW_BLOCKS": 4})
+    assert calls[3] == ("direct", (-(-(four + 1000) // 256), 1, 1, "stream-of-0", "function-handle",
+                                   "packed-metadata", None, None, None, *args, four + 1000, 1 << 19, 64, "fp16", True, 4))
+
+
+def test_compress_runs_its_fp16_search_as_ptx_only_outside_the_interpreter():
+    """INLINE_PTX: the PTX on a GPU; the interpreter cannot run PTX, so it gets the Triton form. Wide
+    compress kernels (several row steps) take no row blocks; 3-byte groups (tq3) no fp16 search."""
+    kernel = registry.BoundKernel(registry.load_variant("tq4", 256), "compress")
+    config = tuning.LaunchConfig(32, 4, 1)
+    kernel.interpreted = False
+    assert kernel.meta(config, "float16", 8) == {"BLOCK_ROWS": 32, "num_warps": 4, "num_stages": 1,
+                                                  "PRECISION": "fp16", "INLINE_PTX": True}
+    kernel.interpreted = True
+    assert kernel.meta(config, "float16", 8)["INLINE_PTX"] is False
+    tq3 = registry.BoundKernel(registry.load_variant("tq3", 128), "compress")
+    assert not tq3.inline_ptx and "INLINE_PTX" not in tq3.meta(config, "float16", 1 << 20)
 
 
 def test_another_alignment_device_or_dtype_goes_through_triton_first(fake_kernel):

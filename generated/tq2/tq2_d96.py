@@ -57,8 +57,6 @@ CONFIGS = [
     triton.Config({"BLOCK_ROWS": 128}, num_warps=8, num_stages=1),
 ]
 TUNE_KEY = ["ROW_BUCKET"]
-
-
 @triton.jit
 def _signed_code(y):
     """The code of each rotated coordinate minus 1.5, as an exact half-integer: +-(m + 0.5), where m is
@@ -72,13 +70,89 @@ def _signed_code(y):
     (+0.0 the code above the middle boundary, -0.0 the one below).
     Float arithmetic throughout: measured faster on an H100 than integer codes
     (benchmarks/experiments/float_search_tq4_d128.py), and the signed form than a separate sign
-    multiply-add (benchmarks/experiments/search_gather_tq4_d128.py)."""
+    multiply-add (benchmarks/experiments/search_gather_tq4_d128.py).
+    Compress runs this fp32 search where its products take fp32 operands; with fp16 operands, the fp16
+    search below."""
     a = tl.abs(y)
     h0 = a >= 0.0998062714934349
     m0 = tl.where(h0, 1.5, 0.5)
     m = m0
     sign = y.to(tl.int32, bitcast=True) & -2147483648
     return (m.to(tl.int32, bitcast=True) | sign).to(tl.float32, bitcast=True)
+
+
+# The code search of compress where its products take fp16 operands (kernelgen/fp16_search.py): the
+# rotated values rounded to fp16, two to a register, each compare and multiply-add serving both
+# (measured faster on an H100 than the fp32 search: benchmarks/experiments/half_forms_tq4_d128.py).
+# Positive fp16 thresholds: each the fp16 value whose rounding edge lies closest to an fp32 boundary.
+FP16_THRESHOLDS = (
+    0.099853515625,
+)
+# One byte group from its 4 slots' values, two neighbouring groups a register: in $1..$4 slot j's fp16 pair,
+# out $0 the pair 1024 + byte (fp16 bits 0x6400 + byte).
+BYTE_SEARCH_PTX = tl.constexpr("""
+{
+.reg .b32 a, s, t, r, n, u, acc, h<1>;
+.reg .b32 k<5>;
+mov.b32 k0, 0x2E642E64;
+mov.b32 k1, 0x38003800;
+mov.b32 k2, 0x44004400;
+mov.b32 k3, 0x57F857F8;
+mov.b32 k4, 0x64006400;
+and.b32 a, $1, 0x7FFF7FFF;        // slot 0: |y|
+set.ge.f16x2.f16x2 h0, a, k0;     // bit 0 of m: |y| >= 0.0998535
+add.rn.f16x2 r, h0, k1;           // m + 0.5
+and.b32 s, $1, 0x80008000;        // y's sign
+or.b32 r, r, s;                   // copysign(m + 0.5, y)
+mov.b32 acc, r;
+and.b32 a, $2, 0x7FFF7FFF;        // slot 1: |y|
+set.ge.f16x2.f16x2 h0, a, k0;     // bit 0 of m: |y| >= 0.0998535
+add.rn.f16x2 r, h0, k1;           // m + 0.5
+and.b32 s, $2, 0x80008000;        // y's sign
+or.b32 r, r, s;                   // copysign(m + 0.5, y)
+fma.rn.f16x2 acc, acc, k2, r;     // byte so far, then slot 1
+and.b32 a, $3, 0x7FFF7FFF;        // slot 2: |y|
+set.ge.f16x2.f16x2 h0, a, k0;     // bit 0 of m: |y| >= 0.0998535
+add.rn.f16x2 r, h0, k1;           // m + 0.5
+and.b32 s, $3, 0x80008000;        // y's sign
+or.b32 r, r, s;                   // copysign(m + 0.5, y)
+fma.rn.f16x2 acc, acc, k2, r;     // byte so far, then slot 2
+and.b32 a, $4, 0x7FFF7FFF;        // slot 3: |y|
+set.ge.f16x2.f16x2 h0, a, k0;     // bit 0 of m: |y| >= 0.0998535
+add.rn.f16x2 r, h0, k1;           // m + 0.5
+and.b32 s, $4, 0x80008000;        // y's sign
+or.b32 r, r, s;                   // copysign(m + 0.5, y)
+fma.rn.f16x2 acc, acc, k2, r;     // byte so far, then slot 3
+add.rn.f16x2 acc, acc, k3;        // the byte, 0..255 (exact)
+add.rn.f16x2 $0, acc, k4;         // 1024 + byte: fp16 bits 0x6400 + byte
+}
+""")
+
+
+@triton.jit
+def _signed_code_fp16(y):
+    """BYTE_SEARCH_PTX's signed codes in Triton ops, for the Triton interpreter (which cannot run PTX):
+    y rounded to fp16, then _signed_code's search against FP16_THRESHOLDS (exact in fp32), so the
+    codes are bit-identical to the PTX's."""
+    y = y.to(tl.float16).to(tl.float32)
+    a = tl.abs(y)
+    h0 = a >= 0.099853515625
+    m0 = tl.where(h0, 1.5, 0.5)
+    m = m0
+    sign = y.to(tl.int32, bitcast=True) & -2147483648
+    return (m.to(tl.int32, bitcast=True) | sign).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _byte_groups_fp16(y0, y1, y2, y3, INLINE_PTX: tl.constexpr):
+    """Each byte group's byte from its slots' rotated values (fp32), by the fp16 search: BYTE_SEARCH_PTX
+    where INLINE_PTX (on a GPU), else the same search in Triton ops. The byte is the low 8 bits."""
+    if INLINE_PTX:
+        return tl.inline_asm_elementwise(BYTE_SEARCH_PTX, "=r,r,r,r,r",
+                                         [y0.to(tl.float16), y1.to(tl.float16), y2.to(tl.float16), y3.to(tl.float16)],
+                                         dtype=tl.int16, is_pure=True, pack=2)
+    else:
+        return (_signed_code_fp16(y0) * 64.0 + _signed_code_fp16(y1) * 16.0 + _signed_code_fp16(y2) * 4.0 + _signed_code_fp16(y3) + 127.5).to(tl.int32)
 
 
 @triton.jit
@@ -97,23 +171,21 @@ def _centroid(centroids_ptr, code):
     measured faster on an H100 than selecting among constants bit by bit
     (benchmarks/experiments/gather_loop_tq4_d128.py)."""
     return tl.load(centroids_ptr + code)
-
-
 @triton.autotune(configs=CONFIGS, key=TUNE_KEY)
 @triton.jit(do_not_specialize=["n_rows", "ROW_BUCKET"])
 def tq2_d96_compress(
     x_ptr, slots_ptr, packed_ptr, norms_ptr,
     n_rows, ROW_BUCKET,
-    BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, INLINE_PTX: tl.constexpr, ROW_BLOCKS: tl.constexpr,
 ):
-    """norm -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the slots in fp16 when
-    PRECISION is fp16, else in fp32.
-    Rows are normalized before the products (with 4 slots measured faster on an H100 than fp16 rows
-    going in as they are: benchmarks/experiments/search_forms_d128.py)."""
-    RAW: tl.constexpr = False
-    rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-    row_ok = rows < n_rows
-    x_rows = x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM  # rows are contiguous
+    """norm -> normalize -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the slots in
+    fp16 when PRECISION is fp16, else in fp32.
+    With PRECISION fp16 the search is the fp16 one (_byte_groups_fp16): INLINE_PTX runs its PTX (the
+    registry sets it on a GPU), else its Triton form (the interpreter).
+    A program compresses ROW_BLOCKS blocks of BLOCK_ROWS rows, one after the other, with the rotation
+    loaded once and (16-bit rows) each block's rows read before the previous block's work (the registry sets
+    ROW_BLOCKS > 1 for large row counts; measured faster on an H100:
+    benchmarks/experiments/half_pipeline_tq4_d128.py)."""
     k = tl.arange(0, ROW_CHUNK)[:, None]
     n = tl.arange(0, SLOT_PAD)[None, :]
     # the slots first: their reads (from L2) overlap the row's read (measured faster on an H100)
@@ -123,33 +195,44 @@ def tq2_d96_compress(
     w2 = tl.load(w + 2 * DIM_PAD * SLOT_PAD)
     w3 = tl.load(w + 3 * DIM_PAD * SLOT_PAD)
     dims = tl.arange(0, DIM_PAD)
-    x = tl.load(x_rows + dims[None, :], mask=row_ok[:, None] & (dims < HEAD_DIM)[None, :], other=0.0)
-    xf = x.to(tl.float32)
-    norm = tl.sqrt(tl.sum(xf * xf, axis=1))
-    inv = (1.0 / (norm + NORM_EPS))[:, None]
-    if RAW:
-        y0 = _dot(x, w0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION) * inv  # slot 0: coordinates 0, 4, 8, ...
-        y1 = _dot(x, w1, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION) * inv  # slot 1: coordinates 1, 5, 9, ...
-        y2 = _dot(x, w2, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION) * inv  # slot 2: coordinates 2, 6, 10, ...
-        y3 = _dot(x, w3, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION) * inv  # slot 3: coordinates 3, 7, 11, ...
-    else:
-        xf = xf * inv
-        y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)
-        y1 = _dot(xf, w1, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)
-        y2 = _dot(xf, w2, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)
-        y3 = _dot(xf, w3, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)
-    tl.store(norms_ptr + rows, norm, mask=row_ok)
+    rows = tl.program_id(0) * ROW_BLOCKS * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+    x = tl.load(x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :],  # rows are contiguous
+                mask=(rows < n_rows)[:, None] & (dims < HEAD_DIM)[None, :], other=0.0)
+    # 16-bit rows: the next block's rows are read while this block's work runs (fp32 rows would take
+    # too many registers)
+    PREFETCH: tl.constexpr = ROW_BLOCKS > 1 and x_ptr.dtype.element_ty != tl.float32
+    for i in range(ROW_BLOCKS):
+        row_ok = rows < n_rows
+        next_rows = rows + BLOCK_ROWS
+        next_mask = ((next_rows < n_rows) & (i + 1 < ROW_BLOCKS))[:, None] & (dims < HEAD_DIM)[None, :]
+        if PREFETCH:
+            x_next = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
+        xf = x.to(tl.float32)
+        norm = tl.sqrt(tl.sum(xf * xf, axis=1))
+        xf = xf * (1.0 / (norm + NORM_EPS))[:, None]
+        y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 0: coordinates 0, 4, 8, ...
+        y1 = _dot(xf, w1, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 1: coordinates 1, 5, 9, ...
+        y2 = _dot(xf, w2, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 2: coordinates 2, 6, 10, ...
+        y3 = _dot(xf, w3, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 3: coordinates 3, 7, 11, ...
+        tl.store(norms_ptr + rows, norm, mask=row_ok)
 
-    # slot j's code goes to bits [2*(4-1-j), 2*(4-j)) of its group word, first coordinate highest:
-    # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
-    # common offset 1.5 scaled the same (127.5): exact in fp32 (8 bits; every partial sum is a
-    # multiple of 0.5 below 2^23), converted to an integer once
-    word = (_signed_code(y0) * 64.0 + _signed_code(y1) * 16.0 + _signed_code(y2) * 4.0 + _signed_code(y3) + 127.5).to(tl.int32)
-
-    groups = tl.arange(0, SLOT_PAD)
-    out_ok = row_ok[:, None] & (groups < GROUPS)[None, :]
-    out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
-    tl.store(out, (word & 0xFF).to(tl.uint8), mask=out_ok)
+        # slot j's code goes to bits [2*(4-1-j), 2*(4-j)) of its group word, first coordinate highest:
+        # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
+        # common offset 1.5 scaled the same (127.5): exact in fp32 (8 bits; every partial sum is a
+        # multiple of 0.5 below 2^23), converted to an integer once
+        if PRECISION == "fp16":
+            word = _byte_groups_fp16(y0, y1, y2, y3, INLINE_PTX)
+        else:
+            word = (_signed_code(y0) * 64.0 + _signed_code(y1) * 16.0 + _signed_code(y2) * 4.0 + _signed_code(y3) + 127.5).to(tl.int32)
+        groups = tl.arange(0, SLOT_PAD)
+        out_ok = row_ok[:, None] & (groups < GROUPS)[None, :]
+        out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
+        tl.store(out, (word & 0xFF).to(tl.uint8), mask=out_ok)
+        if PREFETCH:
+            x = x_next
+        elif ROW_BLOCKS > 1:
+            x = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
+        rows = next_rows
 
 
 @triton.jit

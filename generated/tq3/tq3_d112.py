@@ -65,8 +65,6 @@ CONFIGS = [
     triton.Config({"BLOCK_ROWS": 128}, num_warps=8, num_stages=1),
 ]
 TUNE_KEY = ["ROW_BUCKET"]
-
-
 @triton.jit
 def _signed_code(y):
     """The code of each rotated coordinate minus 3.5, as an exact half-integer: +-(m + 0.5), where m is
@@ -107,55 +105,63 @@ def _centroid(centroids_ptr, code):
     measured faster on an H100 than selecting among constants bit by bit
     (benchmarks/experiments/gather_loop_tq4_d128.py)."""
     return tl.load(centroids_ptr + code)
-
-
 @triton.autotune(configs=CONFIGS, key=TUNE_KEY)
 @triton.jit(do_not_specialize=["n_rows", "ROW_BUCKET"])
 def tq3_d112_compress(
     x_ptr, rotation_t_ptr, packed_ptr, norms_ptr,
     n_rows, ROW_BUCKET,
-    BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, ROW_BLOCKS: tl.constexpr,
 ):
-    """norm -> rotate (one tl.dot with the transposed rotation, coordinate order) -> code search -> pack
-    (a reshape and a weighted sum of each group's 8 codes). rotation_t_ptr holds the rotation transposed,
-    zero padded, in fp16 when PRECISION is fp16, else in fp32. One product instead of 8 narrow slot
-    products, each re-reading the row tile: measured faster on an H100 at 8 codes a group
+    """norm -> normalize -> rotate (one tl.dot with the transposed rotation, coordinate order) -> code search
+    -> pack (a reshape and a weighted sum of each group's 8 codes). rotation_t_ptr holds the rotation
+    transposed, zero padded, in fp16 when PRECISION is fp16, else in fp32. One product instead of 8 narrow
+    slot products, each re-reading the row tile: measured faster on an H100 at 8 codes a group
     (benchmarks/experiments/search_forms_d128.py).
-    Rows are normalized before the products (with 8 slots measured faster on an H100 than fp16 rows
-    going in as they are: benchmarks/experiments/search_forms_d128.py)."""
-    RAW: tl.constexpr = False
-    rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-    row_ok = rows < n_rows
-    x_rows = x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM  # rows are contiguous
+    A program compresses ROW_BLOCKS blocks of BLOCK_ROWS rows, one after the other, with the rotation
+    loaded once and (16-bit rows) each block's rows read before the previous block's work (the registry sets
+    ROW_BLOCKS > 1 for large row counts; measured faster on an H100:
+    benchmarks/experiments/half_pipeline_tq4_d128.py)."""
     k = tl.arange(0, ROW_CHUNK)[:, None]
     c = tl.arange(0, DIM_PAD)
     # the rotation first: its read (from L2) overlaps the row's read
     rotation_t = tl.load(rotation_t_ptr + k * DIM_PAD + c[None, :])
     dims = tl.arange(0, DIM_PAD)
-    x = tl.load(x_rows + dims[None, :], mask=row_ok[:, None] & (dims < HEAD_DIM)[None, :], other=0.0)
-    xf = x.to(tl.float32)
-    norm = tl.sqrt(tl.sum(xf * xf, axis=1))
-    inv = (1.0 / (norm + NORM_EPS))[:, None]
-    if RAW:
-        y = _dot(x, rotation_t, tl.zeros((BLOCK_ROWS, DIM_PAD), dtype=tl.float32), PRECISION) * inv
-    else:
-        y = _dot(xf * inv, rotation_t, tl.zeros((BLOCK_ROWS, DIM_PAD), dtype=tl.float32), PRECISION)
-    tl.store(norms_ptr + rows, norm, mask=row_ok)
+    rows = tl.program_id(0) * ROW_BLOCKS * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+    x = tl.load(x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :],  # rows are contiguous
+                mask=(rows < n_rows)[:, None] & (dims < HEAD_DIM)[None, :], other=0.0)
+    # 16-bit rows: the next block's rows are read while this block's work runs (fp32 rows would take
+    # too many registers)
+    PREFETCH: tl.constexpr = ROW_BLOCKS > 1 and x_ptr.dtype.element_ty != tl.float32
+    for i in range(ROW_BLOCKS):
+        row_ok = rows < n_rows
+        next_rows = rows + BLOCK_ROWS
+        next_mask = ((next_rows < n_rows) & (i + 1 < ROW_BLOCKS))[:, None] & (dims < HEAD_DIM)[None, :]
+        if PREFETCH:
+            x_next = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
+        xf = x.to(tl.float32)
+        norm = tl.sqrt(tl.sum(xf * xf, axis=1))
+        xf = xf * (1.0 / (norm + NORM_EPS))[:, None]
+        y = _dot(xf, rotation_t, tl.zeros((BLOCK_ROWS, DIM_PAD), dtype=tl.float32), PRECISION)
+        tl.store(norms_ptr + rows, norm, mask=row_ok)
 
-    # slot j's code goes to bits [3*(8-1-j), 3*(8-j)) of its group word, first coordinate highest:
-    # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
-    # common offset 3.5 scaled the same (8388607.5): exact in fp32 (24 bits; every partial sum is a
-    # multiple of 0.5 below 2^23), converted to an integer once
-    # (column 8*n + j of y is code j of group n: scaled by 2^(3*(8-1-j)), summed over each group's 8 columns)
-    scale = (1 << (3 * (7 - c % 8))).to(tl.float32)
-    word = (tl.sum(tl.reshape(_signed_code(y) * scale[None, :], (BLOCK_ROWS, DIM_PAD // 8, 8)), axis=2) + 8388607.5).to(tl.int32)
-
-    groups = tl.arange(0, DIM_PAD // 8)
-    out_ok = row_ok[:, None] & (groups < GROUPS)[None, :]
-    out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
-    tl.store(out, ((word >> 16) & 0xFF).to(tl.uint8), mask=out_ok)
-    tl.store(out + 1, ((word >> 8) & 0xFF).to(tl.uint8), mask=out_ok)
-    tl.store(out + 2, (word & 0xFF).to(tl.uint8), mask=out_ok)
+        # slot j's code goes to bits [3*(8-1-j), 3*(8-j)) of its group word, first coordinate highest:
+        # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
+        # common offset 3.5 scaled the same (8388607.5): exact in fp32 (24 bits; every partial sum is a
+        # multiple of 0.5 below 2^23), converted to an integer once
+        # (column 8*n + j of y is code j of group n: scaled by 2^(3*(8-1-j)), summed over each group's 8 columns)
+        scale = (1 << (3 * (7 - c % 8))).to(tl.float32)
+        word = (tl.sum(tl.reshape(_signed_code(y) * scale[None, :], (BLOCK_ROWS, DIM_PAD // 8, 8)), axis=2) + 8388607.5).to(tl.int32)
+        groups = tl.arange(0, DIM_PAD // 8)
+        out_ok = row_ok[:, None] & (groups < GROUPS)[None, :]
+        out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
+        tl.store(out, ((word >> 16) & 0xFF).to(tl.uint8), mask=out_ok)
+        tl.store(out + 1, ((word >> 8) & 0xFF).to(tl.uint8), mask=out_ok)
+        tl.store(out + 2, (word & 0xFF).to(tl.uint8), mask=out_ok)
+        if PREFETCH:
+            x = x_next
+        elif ROW_BLOCKS > 1:
+            x = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
+        rows = next_rows
 
 
 @triton.jit

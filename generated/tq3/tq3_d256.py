@@ -65,8 +65,6 @@ CONFIGS = [
     triton.Config({"BLOCK_ROWS": 128}, num_warps=8, num_stages=1),
 ]
 TUNE_KEY = ["ROW_BUCKET"]
-
-
 @triton.jit
 def _signed_code(y):
     """The code of each rotated coordinate minus 3.5, as an exact half-integer: +-(m + 0.5), where m is
@@ -107,8 +105,6 @@ def _centroid(centroids_ptr, code):
     measured faster on an H100 than selecting among constants bit by bit
     (benchmarks/experiments/gather_loop_tq4_d128.py)."""
     return tl.load(centroids_ptr + code)
-
-
 @triton.autotune(configs=CONFIGS, key=TUNE_KEY)
 @triton.jit(do_not_specialize=["n_rows", "ROW_BUCKET"])
 def tq3_d256_compress(
@@ -116,16 +112,13 @@ def tq3_d256_compress(
     n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr,
 ):
-    """norm -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the slots in fp16 when
-    PRECISION is fp16, else in fp32.
-    Rows are normalized before the products (with 8 slots measured faster on an H100 than fp16 rows
-    going in as they are: benchmarks/experiments/search_forms_d128.py)."""
-    RAW: tl.constexpr = False
+    """norm -> normalize -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the slots in
+    fp16 when PRECISION is fp16, else in fp32."""
+    k = tl.arange(0, ROW_CHUNK)[:, None]
+    n = tl.arange(0, SLOT_PAD)[None, :]
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
     x_rows = x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM  # rows are contiguous
-    k = tl.arange(0, ROW_CHUNK)[:, None]
-    n = tl.arange(0, SLOT_PAD)[None, :]
     sum_sq = tl.zeros((BLOCK_ROWS,), dtype=tl.float32)
     for k0 in range(0, DIM_PAD, ROW_CHUNK):  # first pass: the norm
         dims = k0 + tl.arange(0, ROW_CHUNK)
@@ -143,9 +136,7 @@ def tq3_d256_compress(
     y7 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 7: coordinates 7, 15, 23, ...
     for k0 in range(0, DIM_PAD, ROW_CHUNK):  # second pass (the rows are in cache): the products
         dims = k0 + tl.arange(0, ROW_CHUNK)
-        x = tl.load(x_rows + dims[None, :], mask=row_ok[:, None], other=0.0)
-        if not RAW:
-            x = x.to(tl.float32) * inv
+        x = tl.load(x_rows + dims[None, :], mask=row_ok[:, None], other=0.0).to(tl.float32) * inv
         w = slots_ptr + (k0 + k) * SLOT_PAD + n
         y0 = _dot(x, tl.load(w), y0, PRECISION)
         y1 = _dot(x, tl.load(w + 1 * DIM_PAD * SLOT_PAD), y1, PRECISION)
@@ -155,15 +146,6 @@ def tq3_d256_compress(
         y5 = _dot(x, tl.load(w + 5 * DIM_PAD * SLOT_PAD), y5, PRECISION)
         y6 = _dot(x, tl.load(w + 6 * DIM_PAD * SLOT_PAD), y6, PRECISION)
         y7 = _dot(x, tl.load(w + 7 * DIM_PAD * SLOT_PAD), y7, PRECISION)
-    if RAW:
-        y0 = y0 * inv
-        y1 = y1 * inv
-        y2 = y2 * inv
-        y3 = y3 * inv
-        y4 = y4 * inv
-        y5 = y5 * inv
-        y6 = y6 * inv
-        y7 = y7 * inv
     tl.store(norms_ptr + rows, norm, mask=row_ok)
 
     # slot j's code goes to bits [3*(8-1-j), 3*(8-j)) of its group word, first coordinate highest:
@@ -171,7 +153,6 @@ def tq3_d256_compress(
     # common offset 3.5 scaled the same (8388607.5): exact in fp32 (24 bits; every partial sum is a
     # multiple of 0.5 below 2^23), converted to an integer once
     word = (_signed_code(y0) * 2097152.0 + _signed_code(y1) * 262144.0 + _signed_code(y2) * 32768.0 + _signed_code(y3) * 4096.0 + _signed_code(y4) * 512.0 + _signed_code(y5) * 64.0 + _signed_code(y6) * 8.0 + _signed_code(y7) + 8388607.5).to(tl.int32)
-
     groups = tl.arange(0, SLOT_PAD)
     out_ok = row_ok[:, None]
     out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP

@@ -81,8 +81,6 @@ CONFIGS = [
     triton.Config({"BLOCK_ROWS": 128}, num_warps=8, num_stages=1),
 ]
 TUNE_KEY = ["ROW_BUCKET"]
-
-
 @triton.jit
 def _signed_code(y):
     """The code of each rotated coordinate minus 7.5, as an exact half-integer: +-(m + 0.5), where m is
@@ -96,7 +94,9 @@ def _signed_code(y):
     (+0.0 the code above the middle boundary, -0.0 the one below).
     Float arithmetic throughout: measured faster on an H100 than integer codes
     (benchmarks/experiments/float_search_tq4_d128.py), and the signed form than a separate sign
-    multiply-add (benchmarks/experiments/search_gather_tq4_d128.py)."""
+    multiply-add (benchmarks/experiments/search_gather_tq4_d128.py).
+    Compress runs this fp32 search where its products take fp32 operands; with fp16 operands, the fp16
+    search below."""
     a = tl.abs(y)
     h2 = a >= 0.06525193154811859
     m2 = h2.to(tl.float32)
@@ -107,6 +107,103 @@ def _signed_code(y):
     m = m2 * 4.0 + (m1 * 2.0 + m0)  # nested: multiply-adds
     sign = y.to(tl.int32, bitcast=True) & -2147483648
     return (m.to(tl.int32, bitcast=True) | sign).to(tl.float32, bitcast=True)
+
+
+# The code search of compress where its products take fp16 operands (kernelgen/fp16_search.py): the
+# rotated values rounded to fp16, two to a register, each compare and multiply-add serving both
+# (measured faster on an H100 than the fp32 search: benchmarks/experiments/half_forms_tq4_d128.py).
+# Positive fp16 thresholds: each the fp16 value whose rounding edge lies closest to an fp32 boundary, except that
+# 0.01541900634765625 is one fp16 step off it, so that each threshold is an exact multiply-add of the bits above.
+FP16_THRESHOLDS = (
+    0.01541900634765625,
+    0.0311737060546875,
+    0.047637939453125,
+    0.0653076171875,
+    0.08489990234375,
+    0.10784912109375,
+    0.1375732421875,
+)
+# One byte group from its 2 slots' values, two neighbouring groups a register: in $1..$2 slot j's fp16 pair,
+# out $0 the pair 1024 + byte (fp16 bits 0x6400 + byte).
+BYTE_SEARCH_PTX = tl.constexpr("""
+{
+.reg .b32 a, s, t, r, n, u, acc, h<3>;
+.reg .b32 k<13>;
+mov.b32 k0, 0x2C2E2C2E;
+mov.b32 k1, 0x2CE82CE8;
+mov.b32 k2, 0x27FB27FB;
+mov.b32 k3, 0x28202820;
+mov.b32 k4, 0x23E523E5;
+mov.b32 k5, 0x253C253C;
+mov.b32 k6, 0x2C722C72;
+mov.b32 k7, 0x38003800;
+mov.b32 k8, 0x40004000;
+mov.b32 k9, 0x44004400;
+mov.b32 k10, 0x4C004C00;
+mov.b32 k11, 0x57F857F8;
+mov.b32 k12, 0x64006400;
+and.b32 a, $1, 0x7FFF7FFF;        // slot 0: |y|
+set.ge.f16x2.f16x2 h2, a, k0;     // bit 2 of m: |y| >= 0.0653076
+fma.rn.f16x2 t, h2, k1, k2;       // threshold of bit 1
+set.ge.f16x2.f16x2 h1, a, t;      // bit 1 of m
+fma.rn.f16x2 r, h1, k3, k4;       // threshold of bit 0
+fma.rn.f16x2 t, h1, k5, k6;
+fma.rn.f16x2 t, h2, t, r;
+set.ge.f16x2.f16x2 h0, a, t;      // bit 0 of m
+add.rn.f16x2 r, h0, k7;           // m + 0.5
+fma.rn.f16x2 r, h1, k8, r;
+fma.rn.f16x2 r, h2, k9, r;
+and.b32 s, $1, 0x80008000;        // y's sign
+or.b32 r, r, s;                   // copysign(m + 0.5, y)
+mov.b32 acc, r;
+and.b32 a, $2, 0x7FFF7FFF;        // slot 1: |y|
+set.ge.f16x2.f16x2 h2, a, k0;     // bit 2 of m: |y| >= 0.0653076
+fma.rn.f16x2 t, h2, k1, k2;       // threshold of bit 1
+set.ge.f16x2.f16x2 h1, a, t;      // bit 1 of m
+fma.rn.f16x2 r, h1, k3, k4;       // threshold of bit 0
+fma.rn.f16x2 t, h1, k5, k6;
+fma.rn.f16x2 t, h2, t, r;
+set.ge.f16x2.f16x2 h0, a, t;      // bit 0 of m
+add.rn.f16x2 r, h0, k7;           // m + 0.5
+fma.rn.f16x2 r, h1, k8, r;
+fma.rn.f16x2 r, h2, k9, r;
+and.b32 s, $2, 0x80008000;        // y's sign
+or.b32 r, r, s;                   // copysign(m + 0.5, y)
+fma.rn.f16x2 acc, acc, k10, r;    // byte so far, then slot 1
+add.rn.f16x2 acc, acc, k11;       // the byte, 0..255 (exact)
+add.rn.f16x2 $0, acc, k12;        // 1024 + byte: fp16 bits 0x6400 + byte
+}
+""")
+
+
+@triton.jit
+def _signed_code_fp16(y):
+    """BYTE_SEARCH_PTX's signed codes in Triton ops, for the Triton interpreter (which cannot run PTX):
+    y rounded to fp16, then _signed_code's search against FP16_THRESHOLDS (exact in fp32), so the
+    codes are bit-identical to the PTX's."""
+    y = y.to(tl.float16).to(tl.float32)
+    a = tl.abs(y)
+    h2 = a >= 0.0653076171875
+    m2 = h2.to(tl.float32)
+    h1 = a >= 0.0311737060546875 + m2 * 0.0766754150390625
+    m1 = h1.to(tl.float32)
+    h0 = a >= 0.01541900634765625 + m2 * 0.06948089599609375 + m1 * (0.03221893310546875 + m2 * 0.02045440673828125)
+    m0 = tl.where(h0, 1.5, 0.5)
+    m = m2 * 4.0 + (m1 * 2.0 + m0)  # nested: multiply-adds
+    sign = y.to(tl.int32, bitcast=True) & -2147483648
+    return (m.to(tl.int32, bitcast=True) | sign).to(tl.float32, bitcast=True)
+
+
+@triton.jit
+def _byte_groups_fp16(y0, y1, INLINE_PTX: tl.constexpr):
+    """Each byte group's byte from its slots' rotated values (fp32), by the fp16 search: BYTE_SEARCH_PTX
+    where INLINE_PTX (on a GPU), else the same search in Triton ops. The byte is the low 8 bits."""
+    if INLINE_PTX:
+        return tl.inline_asm_elementwise(BYTE_SEARCH_PTX, "=r,r,r",
+                                         [y0.to(tl.float16), y1.to(tl.float16)],
+                                         dtype=tl.int16, is_pure=True, pack=2)
+    else:
+        return (_signed_code_fp16(y0) * 16.0 + _signed_code_fp16(y1) + 127.5).to(tl.int32)
 
 
 @triton.jit
@@ -125,26 +222,22 @@ def _centroid(centroids_ptr, code):
     measured faster on an H100 than selecting among constants bit by bit
     (benchmarks/experiments/gather_loop_tq4_d128.py)."""
     return tl.load(centroids_ptr + code)
-
-
 @triton.autotune(configs=CONFIGS, key=TUNE_KEY)
 @triton.jit(do_not_specialize=["n_rows", "ROW_BUCKET"])
 def tq4_d256_compress(
     x_ptr, slots_ptr, packed_ptr, norms_ptr,
     n_rows, ROW_BUCKET,
-    BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, INLINE_PTX: tl.constexpr,
 ):
-    """norm -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the slots in fp16 when
-    PRECISION is fp16, else in fp32.
-    fp16 rows go into fp16 products as they are (exactly), the products scaled by 1/norm after (with two
-    slots measured faster on an H100: benchmarks/experiments/search_forms_d128.py); other rows are
-    normalized first (a bf16 or fp32 row could leave fp16's range)."""
-    RAW: tl.constexpr = x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"
+    """norm -> normalize -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the slots in
+    fp16 when PRECISION is fp16, else in fp32.
+    With PRECISION fp16 the search is the fp16 one (_byte_groups_fp16): INLINE_PTX runs its PTX (the
+    registry sets it on a GPU), else its Triton form (the interpreter)."""
+    k = tl.arange(0, ROW_CHUNK)[:, None]
+    n = tl.arange(0, SLOT_PAD)[None, :]
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
     x_rows = x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM  # rows are contiguous
-    k = tl.arange(0, ROW_CHUNK)[:, None]
-    n = tl.arange(0, SLOT_PAD)[None, :]
     sum_sq = tl.zeros((BLOCK_ROWS,), dtype=tl.float32)
     for k0 in range(0, DIM_PAD, ROW_CHUNK):  # first pass: the norm
         dims = k0 + tl.arange(0, ROW_CHUNK)
@@ -156,23 +249,20 @@ def tq4_d256_compress(
     y1 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 1: coordinates 1, 3, 5, ...
     for k0 in range(0, DIM_PAD, ROW_CHUNK):  # second pass (the rows are in cache): the products
         dims = k0 + tl.arange(0, ROW_CHUNK)
-        x = tl.load(x_rows + dims[None, :], mask=row_ok[:, None], other=0.0)
-        if not RAW:
-            x = x.to(tl.float32) * inv
+        x = tl.load(x_rows + dims[None, :], mask=row_ok[:, None], other=0.0).to(tl.float32) * inv
         w = slots_ptr + (k0 + k) * SLOT_PAD + n
         y0 = _dot(x, tl.load(w), y0, PRECISION)
         y1 = _dot(x, tl.load(w + 1 * DIM_PAD * SLOT_PAD), y1, PRECISION)
-    if RAW:
-        y0 = y0 * inv
-        y1 = y1 * inv
     tl.store(norms_ptr + rows, norm, mask=row_ok)
 
     # slot j's code goes to bits [4*(2-1-j), 4*(2-j)) of its group word, first coordinate highest:
     # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
     # common offset 7.5 scaled the same (127.5): exact in fp32 (8 bits; every partial sum is a
     # multiple of 0.5 below 2^23), converted to an integer once
-    word = (_signed_code(y0) * 16.0 + _signed_code(y1) + 127.5).to(tl.int32)
-
+    if PRECISION == "fp16":
+        word = _byte_groups_fp16(y0, y1, INLINE_PTX)
+    else:
+        word = (_signed_code(y0) * 16.0 + _signed_code(y1) + 127.5).to(tl.int32)
     groups = tl.arange(0, SLOT_PAD)
     out_ok = row_ok[:, None]
     out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
