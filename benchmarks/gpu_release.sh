@@ -13,7 +13,9 @@
 # SKIP_TESTS=1 stops before the test suite.
 # Measured on an H100 (2026-11-26): with STOP_AFTER_TUNE, 528 s, the compile step at its 200 s limit and
 # tq2's tuning cut at 150 s after two head dims (finish with `kernelgen tune tq2 --head-dims ...`, whose
-# entries merge into the table); with SKIP_TUNE and SKIP_TESTS, 66 s.
+# entries merge into the table); with SKIP_TUNE and SKIP_TESTS, 66 s. Later that day (compress with
+# row-block variants to compile) the STOP_AFTER_TUNE call ran out of 600 s after tq4 D=64-112 and tq3
+# D=64-96; the rest took three `kernelgen tune <spec> --head-dims ...` calls (benchmarks/h100-fp16-search.md).
 set -o pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 FINAL=${OUT:-/tmp/kernelgen-out}; LOGS=${LOGS:-/tmp/kernelgen-logs}; mkdir -p "$FINAL" "$LOGS/tuned"
