@@ -181,8 +181,9 @@ def _tune(args) -> int:
         entries = {}
         for dtype_name in args.dtypes or q._variant.manifest.dtypes:
             dtype = getattr(torch, dtype_name)
-            # compile-only: the smallest and the largest bucket, which take every launch form (grids split or
-            # looping; see registry.COLUMN_SPLIT_MAX_ROWS and ROW_BLOCKS_FROM_BUCKET)
+            # compile-only: the smallest and the largest bucket, which take both decompress grid forms (split or
+            # looping: registry.COLUMN_SPLIT_MAX_ROWS) and one and the most row blocks a program; the row-block
+            # counts of the buckets between (registry.ROW_BLOCKS_FROM_BUCKET) compile when they are tuned
             for rows in (sorted({min(args.rows), max(args.rows)}) if args.compile_only else args.rows):
                 bucket = registry.row_bucket(rows)
                 for op, kernel, case in q._cases(bucket, dtype, args.ops):
