@@ -226,6 +226,12 @@ def is_interpreted(kernel) -> bool:
     return isinstance(getattr(kernel, "fn", kernel), InterpretedFunction)
 
 
+def runs_ptx(interpreted: bool) -> bool:
+    """Whether kernels may run inline PTX: on an NVIDIA GPU, not under the Triton interpreter (numpy on
+    the CPU) nor on a ROCm build of torch (AMD GPUs), where compress runs its fp16 search in Triton ops."""
+    return not interpreted and torch.version.hip is None
+
+
 def _triton_minor() -> tuple[int, int]:
     import triton
 
@@ -296,7 +302,7 @@ class BoundKernel:
         """The launch's compile-time arguments: the config, the precision of the dtype's products, whether
         a decompress kernel of several output steps spreads them over grid axis 1 at this row bucket, how
         many row blocks a one-step kernel's program takes, and whether compress runs its fp16 search as
-        inline PTX (not under the interpreter, which cannot run PTX)."""
+        inline PTX (see runs_ptx)."""
         meta = {"BLOCK_ROWS": config.block_rows, "num_warps": config.num_warps, "num_stages": config.num_stages}
         if self.rotates:
             meta["PRECISION"] = self.variant.precision(dtype)
@@ -305,7 +311,7 @@ class BoundKernel:
         if self.loops_rows:
             meta["ROW_BLOCKS"] = row_blocks(self.op, bucket)
         if self.inline_ptx:
-            meta["INLINE_PTX"] = not self.interpreted
+            meta["INLINE_PTX"] = runs_ptx(self.interpreted)
         return meta
 
     @staticmethod

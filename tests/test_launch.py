@@ -152,6 +152,16 @@ def test_compress_runs_its_fp16_search_as_ptx_only_outside_the_interpreter():
     assert not tq3.inline_ptx and "INLINE_PTX" not in tq3.meta(config, "float16", 1 << 20)
 
 
+def test_compress_runs_the_triton_form_of_its_fp16_search_on_rocm(monkeypatch):
+    """AMD GPUs (a ROCm build of torch) cannot run PTX: compress there takes the Triton form."""
+    kernel = registry.BoundKernel(registry.load_variant("tq4", 128), "compress")
+    kernel.interpreted = False
+    monkeypatch.setattr(torch.version, "hip", "6.2.0")
+    assert kernel.meta(tuning.LaunchConfig(64, 4, 1), "float16", 8)["INLINE_PTX"] is False
+    monkeypatch.setattr(torch.version, "hip", None)
+    assert kernel.meta(tuning.LaunchConfig(64, 4, 1), "float16", 8)["INLINE_PTX"] is True
+
+
 def test_another_alignment_device_or_dtype_goes_through_triton_first(fake_kernel):
     kernel, calls = fake_kernel
     aligned = (_Pointer(4096), _Pointer(8192), _Pointer(1024), _Pointer(2048))
