@@ -104,8 +104,14 @@ def available() -> dict[str, tuple[int, ...]]:
     return {name: tuple(v.head_dim for v in m.variants) for name, (_, m) in sorted(_manifests().items())}
 
 
-def row_blocks(op: str, bucket: int) -> int:
-    """Row blocks a program of op's one-step kernel takes at this row bucket (see ROW_BLOCKS_FROM_BUCKET)."""
+def row_blocks(op: str, bucket: int, dtype: str) -> int:
+    """Row blocks a program of op's one-step kernel takes at this row bucket and dtype (see
+    ROW_BLOCKS_FROM_BUCKET). Compress of fp32 rows takes one: with several, its best config (128 rows,
+    8 warps) needs more shared memory than an H100 has (256 KB), and the rest ran slower than it
+    (benchmarks/experiments/fp32_compress_before_after.py: 1M rows, 755.6 µs against 905.7 µs at best
+    with 8 blocks)."""
+    if op == "compress" and dtype == "float32":
+        return 1
     return next((blocks for first, blocks in ROW_BLOCKS_FROM_BUCKET[op] if bucket >= first), 1)
 
 
@@ -309,7 +315,7 @@ class BoundKernel:
         if self.output_steps > 1:
             meta["COLUMN_SPLIT"] = bucket <= COLUMN_SPLIT_MAX_ROWS
         if self.loops_rows:
-            meta["ROW_BLOCKS"] = row_blocks(self.op, bucket)
+            meta["ROW_BLOCKS"] = row_blocks(self.op, bucket, dtype)
         if self.inline_ptx:
             meta["INLINE_PTX"] = runs_ptx(self.interpreted)
         return meta

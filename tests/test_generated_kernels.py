@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import kernelgen
-from kernelgen import constants, registry
+from kernelgen import constants, registry, tuning
 from kernelgen.manifest import Manifest
 
 import reference
@@ -204,7 +204,8 @@ def test_fp16_and_bf16_data_run_the_spec_s_fp16_operands_and_search(spec, device
 def test_compress_taking_several_row_blocks_a_program_matches_reference(spec, head_dim, dtype, device, gen,
                                                                           monkeypatch):
     """One-step compress kernels loop over ROW_BLOCKS row blocks (16-bit rows read one block ahead):
-    every block written, the last program's tail masked."""
+    every block written, the last program's tail masked. The registry gives fp32 rows one block a
+    program (registry.row_blocks); their loop form (no read-ahead) runs here by a direct launch."""
     monkeypatch.setitem(registry.ROW_BLOCKS_FROM_BUCKET, "compress", ((1, 4),))  # every bucket, 4 blocks a program
     q = kernelgen.quantizer(spec, head_dim, device=device)
     kernel = q._kernels["compress"]
@@ -216,12 +217,20 @@ def test_compress_taking_several_row_blocks_a_program_matches_reference(spec, he
         x = (torch.randn(rows, head_dim, generator=gen) * torch.rand(rows, 1, generator=gen) * 4).to(dt)
         packed = torch.full((rows, q.packed_dim), 0xA5, dtype=torch.uint8, device=device)  # poison
         norms = torch.full((rows, 1), float("nan"), device=device)
-        q.compress(x.to(device), out=(packed, norms))
+        if dt_name == "float32":
+            meta = dict(kernel.meta(tuning.LaunchConfig.of(kernel.configs[0]), dt_name, registry.row_bucket(rows)))
+            assert meta["ROW_BLOCKS"] == 1
+            meta["ROW_BLOCKS"] = 4
+            kernel.fn[kernel.grid(rows, meta)](x.to(device), q._compress_rotation[dt], packed, norms, rows,
+                                               registry.row_bucket(rows), **meta)
+        else:
+            q.compress(x.to(device), out=(packed, norms))
         ref_packed, ref_norms, ref_codes, y = reference.compress(x, q.rotation.cpu(), q.boundaries.cpu(), q.bits)
         torch.testing.assert_close(norms.cpu().double().view(-1), ref_norms, rtol=1e-5, atol=1e-6)
         codes = reference.unpack_bitstream(packed.cpu(), q.bits, head_dim)
         _check_codes(codes, ref_codes, y, q.boundaries.cpu(), q.precision[dt])
-    assert {m[1]["ROW_BLOCKS"] for m in kernel._memo.values()} == {4}
+    if dtype == "float16":
+        assert {m[1]["ROW_BLOCKS"] for m in kernel._memo.values()} == {4}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the PTX runs on a GPU only")

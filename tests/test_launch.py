@@ -108,7 +108,7 @@ def test_one_step_decompress_takes_more_row_blocks_a_program_at_larger_buckets(m
     args = (_Pointer(4096), _Pointer(8192), _Pointer(1024), _Pointer(2048), _Pointer(512))
     dev = torch.device("cuda", 0)
     assert kernel.loops_rows and kernel.output_steps == 1
-    assert [registry.row_blocks("decompress", b) for b in (1, 1 << 15, 1 << 16, 1 << 17, 1 << 18, 1 << 20)] == \
+    assert [registry.row_blocks("decompress", b, "float16") for b in (1, 1 << 15, 1 << 16, 1 << 17, 1 << 18, 1 << 20)] == \
         [1, 1, 2, 2, 4, 4]
     one, two, four = 1 << 15, (1 << 16) + 5, (1 << 18) + 7  # buckets 2^15, 2^17 and 2^19
     for n in (one, two, four, four + 1000):
@@ -136,6 +136,9 @@ def test_one_step_compress_takes_more_row_blocks_a_program_at_larger_buckets(fak
     assert calls[2] == ("triton", (-(-four // 256), 1), (*args, four, 1 << 19), {**base, "ROW_BLOCKS": 4})
     assert calls[3] == ("direct", (-(-(four + 1000) // 256), 1, 1, "stream-of-0", "function-handle",
                                    "packed-metadata", None, None, None, *args, four + 1000, 1 << 19, 64, "fp16", True, 4))
+    kernel.launch(four, "float32", dev, *args)  # fp32 rows: one block a program at every bucket
+    assert calls[4][:2] == ("triton", (-(-four // 64), 1)) and calls[4][3]["ROW_BLOCKS"] == 1
+    assert [registry.row_blocks("compress", b, "float32") for b in (1, 1 << 16, 1 << 20)] == [1, 1, 1]
 
 
 def test_compress_runs_its_fp16_search_as_ptx_only_outside_the_interpreter():
