@@ -157,20 +157,6 @@ def _list(args) -> int:
     return 0
 
 
-def launch_forms(kernel, space, dtype_name: str, buckets) -> list:
-    """(config, bucket) pairs that compile each launch form of a registry.BoundKernel once: a config's
-    compile-time arguments (row blocks a program, the column split) change with the bucket, so each
-    distinct set is compiled at the first of `buckets` that takes it."""
-    seen, plan = set(), []
-    for bucket in buckets:
-        for config in space:
-            form = tuple(sorted(kernel.meta(config, dtype_name, bucket).items()))
-            if form not in seen:
-                seen.add(form)
-                plan.append((config, bucket))
-    return plan
-
-
 def _tune(args) -> int:
     import torch
 
@@ -200,7 +186,7 @@ def _tune(args) -> int:
                 for op, kernel, case in q._cases(bucket, dtype, args.ops):
                     space = [tuning.LaunchConfig.of(c) for c in kernel.configs]
                     if args.compile_only:  # fills triton's compile cache, so a later tune only benchmarks
-                        for config in [c for c, b in launch_forms(kernel, space, dtype_name, buckets) if b == bucket]:
+                        for config in [c for c, b in kernel.launch_forms(space, dtype_name, buckets) if b == bucket]:
                             try:
                                 kernel.run(config, bucket, bucket, dtype_name, case)
                             except Exception as exc:  # noqa: BLE001 - reported, tuning skips it too

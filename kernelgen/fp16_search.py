@@ -67,6 +67,7 @@ def nearest_thresholds(positive: list[float]) -> list[np.float16]:
 class Fp16Search:
     thresholds: tuple[float, ...]  # the positive fp16 thresholds (as floats, exact), ascending
     ptx: str  # the inline PTX body for one byte group (see byte_group_search)
+    moved: tuple[float, ...]  # the thresholds one fp16 step off the nearest, so the multiply-adds are exact
 
 
 class _Program:
@@ -201,4 +202,6 @@ def byte_group_search(boundaries: tuple[float, ...], bits: int, codes_per_group:
     regs = [".reg .b32 a, s, t, r, n, u, acc, h<%d>;" % max(levels, 1), f".reg .b32 k<{len(prog.constants)}>;"]
     consts = [f"mov.b32 {name}, {value};" for value, name in prog.constants.items()]
     body = "\n".join(["{", *regs, *consts, *prog.lines, "}"])
-    return Fp16Search(thresholds=tuple(float(v) for v in p), ptx=body)
+    nearest = nearest_thresholds(positive)
+    return Fp16Search(thresholds=tuple(float(v) for v in p), ptx=body,
+                      moved=tuple(float(v) for v, n in zip(p, nearest) if v != n))

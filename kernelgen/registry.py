@@ -320,6 +320,19 @@ class BoundKernel:
             meta["INLINE_PTX"] = runs_ptx(self.interpreted)
         return meta
 
+    def launch_forms(self, space: list[tuning.LaunchConfig], dtype: str, buckets: list[int]) -> list:
+        """(config, bucket) pairs that compile each launch form once (`kernelgen tune --compile-only`): a
+        config's compile-time arguments (row blocks a program, the column split) change with the bucket,
+        so each distinct set is compiled at the first of `buckets` that takes it."""
+        seen, plan = set(), []
+        for bucket in buckets:
+            for config in space:
+                form = tuple(sorted(self.meta(config, dtype, bucket).items()))
+                if form not in seen:
+                    seen.add(form)
+                    plan.append((config, bucket))
+        return plan
+
     @staticmethod
     def rows_per_program(meta: dict) -> int:
         """Rows one program covers on grid axis 0: BLOCK_ROWS, times ROW_BLOCKS where the kernel loops."""

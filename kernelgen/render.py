@@ -138,7 +138,7 @@ class _Fp16SearchContext:
     thresholds: tuple[float, ...]
     ptx: str
     constraints: str  # the inline asm's: one output, one input a slot
-    moved: str  # which thresholds are one fp16 step off the nearest ('' if none)
+    moved: str  # the header's phrase for the thresholds one fp16 step off the nearest ('' if none)
 
     @property
     def symmetric_boundaries(self) -> tuple[float, ...]:
@@ -152,10 +152,10 @@ def _fp16_search(boundaries: tuple[float, ...], layout: PackLayout) -> _Fp16Sear
     g = layout.codes_per_group
     search = fp16_search.byte_group_search(boundaries, layout.bits, g, [layout.code_shift(j) for j in range(g)],
                                            _word_offset(layout))
-    nearest = fp16_search.nearest_thresholds([float(b) for b in boundaries[len(boundaries) // 2 + 1:]])
-    moved = [f"{t!r}" for t, n in zip(search.thresholds, nearest) if t != float(n)]
-    return _Fp16SearchContext(search.thresholds, search.ptx, "=r," + ",".join(["r"] * g),
-                              " and ".join(moved) + (" is" if len(moved) == 1 else " are") if moved else "")
+    moved = " and ".join(repr(t) for t in search.moved)
+    if moved:
+        moved += " is" if len(search.moved) == 1 else " are"
+    return _Fp16SearchContext(search.thresholds, search.ptx, "=r," + ",".join(["r"] * g), moved)
 
 
 def _interleave(names: list[str]) -> str:

@@ -312,3 +312,25 @@ def test_the_fp16_search_is_rendered_only_for_one_byte_groups():
     assert _fp16_search_case(3, 128)[2] is None  # 8 codes in 3 bytes: the fp32 search
     with pytest.raises(ValueError, match="one-byte groups"):
         fp16_search.byte_group_search((-0.1, 0.0, 0.1), 2, 2, [2, 0], 1.5)
+
+
+def test_fp16_search_names_the_thresholds_it_moved_off_the_nearest():
+    """Fp16Search.moved (the module header names them): exactly the thresholds that differ from
+    nearest_thresholds, each one fp16 step away."""
+    import numpy as np
+
+    from kernelgen import fp16_search
+
+    from kernelgen import registry
+    from kernelgen.layout import PackLayout
+
+    variant = registry.load_variant("tq4", 128)  # the shipped codebook: one threshold moved (its header says)
+    boundaries = tuple(variant.boundaries.tolist())
+    search = fp16_search.byte_group_search(boundaries, 4, 2, [4, 0], render._word_offset(PackLayout(4, 128)))
+    nearest = fp16_search.nearest_thresholds([b for b in boundaries if b > 0])
+    off = [t for t, n in zip(search.thresholds, nearest) if t != float(n)]
+    assert search.moved == tuple(off) and len(off) == 1
+    assert search.thresholds == variant.module.FP16_THRESHOLDS
+    for t in off:
+        n = nearest[search.thresholds.index(t)]
+        assert t in (float(np.nextafter(n, np.float16(0))), float(np.nextafter(n, np.float16(1))))

@@ -372,18 +372,16 @@ def test_compile_only_plans_each_launch_form_of_a_config_once():
     """`kernelgen tune --compile-only`: every config at every compile-time form the buckets give it
     (compress: 1, 4 and 8 row blocks for 16-bit rows, one for fp32; D=256 decompress: the split and
     the looping grid), each once, at the first bucket that takes it."""
-    from kernelgen.cli import launch_forms
-
     buckets = [8, 2048, 65536, 1 << 20]
     compress = registry.BoundKernel(registry.load_variant("tq4", 128), "compress")
     space = [tuning.LaunchConfig.of(c) for c in compress.configs]
-    plan = launch_forms(compress, space, "float16", buckets)
+    plan = compress.launch_forms(space, "float16", buckets)
     forms = [(config, compress.meta(config, "float16", bucket)["ROW_BLOCKS"]) for config, bucket in plan]
     assert sorted(forms, key=str) == sorted([(c, rb) for c in space for rb in (1, 4, 8)], key=str)
     assert {bucket for _, bucket in plan} == {8, 65536, 1 << 20}
-    assert launch_forms(compress, space, "float32", buckets) == [(c, 8) for c in space]
+    assert compress.launch_forms(space, "float32", buckets) == [(c, 8) for c in space]
     wide = registry.BoundKernel(registry.load_variant("tq4", 256), "decompress")
     wide_space = [tuning.LaunchConfig.of(c) for c in wide.configs]
-    plan = launch_forms(wide, wide_space, "float16", buckets)
+    plan = wide.launch_forms(wide_space, "float16", buckets)
     assert sorted((str(c), wide.meta(c, "float16", b)["COLUMN_SPLIT"]) for c, b in plan) == \
         sorted((str(c), split) for c in wide_space for split in (True, False))

@@ -1,8 +1,9 @@
 """Experiment (not part of the package): fp32 rows, which keep the fp32 search, before and after the
 fp16-search change (commit f07aab7 also gave every one-step compress kernel its row-block loop): the
-tq4 D=128 compress module of commit 0213869 (fp32_modules/before_tq4_d128.py) at its shipped H100
-configs against the current generated kernel through the API, at 8, 65,536 and 1,048,576 fp32 rows,
-timed as `kernelgen bench` times (graph_time_us over rotating inputs, copy in the same run); bytes compared.
+tq4 D=128 compress of commit 0213869 at its shipped H100 configs (its code is that of
+search_forms_modules/signed_tq4_d128.py, whose module differs from 0213869's in one docstring only; the
+runs of this script loaded 0213869's module itself) against the current generated kernel through the
+API, at 8, 65,536 and 1,048,576 fp32 rows, timed as `kernelgen bench` times (graph_time_us over rotating inputs, copy in the same run); bytes compared.
 With the argument `configs`, also the current kernel at several configs and 1, 4 or 8 row blocks.
 Usage (CUDA machine, repo root): PYTHONPATH=$PWD python3 benchmarks/experiments/fp32_compress_before_after.py [configs]
 """
@@ -20,7 +21,8 @@ BEFORE = {8: (32, 8), 65536: (128, 8), 1 << 20: (128, 8)}  # (BLOCK_ROWS, num_wa
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
-    spec = importlib.util.spec_from_file_location("before_tq4_d128", os.path.join(here, "fp32_modules", "before_tq4_d128.py"))
+    spec = importlib.util.spec_from_file_location("before_tq4_d128",
+                                                  os.path.join(here, "search_forms_modules", "signed_tq4_d128.py"))
     before = importlib.util.module_from_spec(spec)
     sys.modules["before_tq4_d128"] = before
     spec.loader.exec_module(before)
