@@ -27,13 +27,18 @@ from .manifest import MANIFEST_NAME, Manifest, VariantEntry, constants_digest, s
 ENV_PATH = "KERNELGEN_PATH"
 MAX_ROW_BUCKET = 1 << 20
 # Decompress kernels whose rows are several output steps (head dims over 128) run one step a program,
-# the steps side by side on grid axis 1, up to this row bucket; above it a program loops over the steps.
+# the steps side by side on grid axis 1, up to this row bucket; above it a program takes a whole row (one
+# product with fp16 operands, a loop over the steps with fp32 ones).
 # Measured on an H100 (benchmarks/experiments/column_programs_d256.py): at 8 rows the split took D=256
-# from 7.7 to 4.6 µs; at 1M rows it was slower for 2 and 3 bits (up to 44%).
+# from 7.7 to 4.6 µs; at 1M rows it was slower for 2 and 3 bits (up to 44%). At 2,048 rows the split beat
+# the one-product form (5.6 against 6.6 µs, tq4 D=256: benchmarks/experiments/wide_rows_one_step.py).
 COLUMN_SPLIT_MAX_ROWS = 2048
-# Kernels of one step (head dims up to 128) take several row blocks a program, one after the other with the
-# rotation loaded once, from these row buckets on: op -> ((first bucket, blocks), ...), the largest first;
-# smaller buckets take one block a program.
+# Kernels with a row-block loop (every one but 3-bit compress over 128 dims) take several row blocks a
+# program, one after the other with the rotation loaded once, from these row buckets on:
+# op -> ((first bucket, blocks), ...), the largest first; smaller buckets take one block a program.
+# The figures below are D=128. At D=192/256 (benchmarks/experiments/wide_rows_one_step.py, 1M rows) 16
+# compress blocks were 2-5% faster than 8 (a per-head-dim rule left for later), and 4 decompress blocks of
+# 128 rows were the best measured.
 # Decompress, measured on an H100, D=128, fp16, at the shipped configs of the day
 # (benchmarks/experiments/row_blocks_sizes.py): 65,536 rows, 2 blocks 15.2 µs against 16.5 with one (tq4),
 # 15.6 against 16.0 (tq2), 18.3 against 18.1 (tq3), 4 blocks slower for all three; 262,144 rows, 4 blocks
@@ -105,7 +110,7 @@ def available() -> dict[str, tuple[int, ...]]:
 
 
 def row_blocks(op: str, bucket: int, dtype: str) -> int:
-    """Row blocks a program of op's one-step kernel takes at this row bucket and dtype (see
+    """Row blocks a program of op's kernel takes at this row bucket and dtype (see
     ROW_BLOCKS_FROM_BUCKET). Compress of fp32 rows takes one: with several, its best config (128 rows,
     8 warps) needs more shared memory than an H100 has (256 KB), and the rest ran slower than it
     (benchmarks/experiments/fp32_compress_before_after.py: 1M rows, 755.6 µs against 905.7 µs at best
@@ -276,8 +281,9 @@ class BoundKernel:
     16-byte alignment is checked on every call. Under the interpreter, on a Triton other than 3.6, or
     while a Triton launch hook is set (profilers), every launch goes through `kernel[grid](...)`.
     The grid is (row blocks, 1), or (row blocks, output steps) for a decompress kernel that splits its
-    output steps at this row bucket (see COLUMN_SPLIT_MAX_ROWS); a one-step compress or decompress kernel
-    takes ROW_BLOCKS row blocks a program at large row buckets (see ROW_BLOCKS_FROM_BUCKET)."""
+    output steps at this row bucket (see COLUMN_SPLIT_MAX_ROWS); a compress or decompress kernel with a
+    ROW_BLOCKS argument (every one but 3-bit compress over 128 dims) takes ROW_BLOCKS row blocks a program
+    at large row buckets (see ROW_BLOCKS_FROM_BUCKET)."""
 
     def __init__(self, variant: LoadedVariant, op: str):
         self.variant = variant
@@ -307,8 +313,8 @@ class BoundKernel:
     def meta(self, config: tuning.LaunchConfig, dtype: str, bucket: int) -> dict:
         """The launch's compile-time arguments: the config, the precision of the dtype's products, whether
         a decompress kernel of several output steps spreads them over grid axis 1 at this row bucket, how
-        many row blocks a one-step kernel's program takes, and whether compress runs its fp16 search as
-        inline PTX (see runs_ptx)."""
+        many row blocks a program takes (kernels with a row-block loop), and whether compress runs its
+        fp16 search as inline PTX (see runs_ptx)."""
         meta = {"BLOCK_ROWS": config.block_rows, "num_warps": config.num_warps, "num_stages": config.num_stages}
         if self.rotates:
             meta["PRECISION"] = self.variant.precision(dtype)

@@ -100,14 +100,16 @@ def test_decompress_matches_reference(spec, head_dim, dtype, rows, device, gen):
 
 
 # Decompress kernels of head dims over 128 split a row's output steps over grid axis 1 up to
-# registry.COLUMN_SPLIT_MAX_ROWS rows (every row count of the matrix above) and loop over them beyond.
+# registry.COLUMN_SPLIT_MAX_ROWS rows (every row count of the matrix above); beyond, fp16 operands take
+# the whole rotation in one product and fp32 operands loop over the output steps.
 WIDE = [pytest.param(s, d, dt, id=f"{s}-d{d}-{dt}") for s, d, dtypes, _ in VARIANTS if d > 128
         for dt in ("float16", "float32") if dt in dtypes]
 
 
 @pytest.mark.parametrize("spec,head_dim,dtype", WIDE)
-def test_decompress_looping_over_output_steps_matches_reference(spec, head_dim, dtype, device, gen, monkeypatch):
-    monkeypatch.setattr(registry, "COLUMN_SPLIT_MAX_ROWS", 0)  # every bucket loops
+def test_decompress_of_wide_rows_without_the_column_split_matches_reference(spec, head_dim, dtype, device, gen,
+                                                                             monkeypatch):
+    monkeypatch.setattr(registry, "COLUMN_SPLIT_MAX_ROWS", 0)  # no bucket splits
     q = kernelgen.quantizer(spec, head_dim, device=device)
     _check_decompress(q, dtype, 37, device, gen)
     kernel = q._kernels["decompress"]
@@ -115,22 +117,26 @@ def test_decompress_looping_over_output_steps_matches_reference(spec, head_dim, 
     assert [m[1]["COLUMN_SPLIT"] for m in kernel._memo.values()] == [False]
 
 
-# Decompress kernels of one output step (head dims up to 128) take several row blocks a program from
-# 2^16 rows on (registry.ROW_BLOCKS_FROM_BUCKET; above every row count of the matrix).
-NARROW = [pytest.param(s, d, dt, id=f"{s}-d{d}-{dt}") for s, d, dtypes, _ in VARIANTS if d <= 128
-          for dt in ("float16", "float32") if dt in dtypes]
+# Decompress kernels take several row blocks a program from 2^16 rows on (registry.ROW_BLOCKS_FROM_BUCKET;
+# above every row count of the matrix); those of head dims over 128 with and without the column split.
+SPLITS = [pytest.param(s, d, dt, split, id=f"{s}-d{d}-{dt}{'-split' if split else ''}")
+          for s, d, dtypes, _ in VARIANTS for dt in ("float16", "float32") if dt in dtypes
+          for split in ((True, False) if d > 128 else (False,))]
 
 
-@pytest.mark.parametrize("spec,head_dim,dtype", NARROW)
-def test_decompress_taking_several_row_blocks_a_program_matches_reference(spec, head_dim, dtype, device, gen,
-                                                                            monkeypatch):
+@pytest.mark.parametrize("spec,head_dim,dtype,split", SPLITS)
+def test_decompress_taking_several_row_blocks_a_program_matches_reference(spec, head_dim, dtype, split, device,
+                                                                            gen, monkeypatch):
     monkeypatch.setitem(registry.ROW_BLOCKS_FROM_BUCKET, "decompress", ((1, 4),))  # every bucket, 4 blocks a program
+    if not split:
+        monkeypatch.setattr(registry, "COLUMN_SPLIT_MAX_ROWS", 0)
     q = kernelgen.quantizer(spec, head_dim, device=device)
     kernel = q._kernels["decompress"]
     rows = kernel.configs[0].kwargs["BLOCK_ROWS"] * 4 + 37  # the last program's tail: 1 block partly, 3 not at all
     _check_decompress(q, dtype, rows, device, gen)
     assert kernel.loops_rows
     assert [m[1]["ROW_BLOCKS"] for m in kernel._memo.values()] == [4]
+    assert [m[1].get("COLUMN_SPLIT", False) for m in kernel._memo.values()] == [split]
 
 
 def _check_decompress(q, dtype, rows, device, gen):
@@ -200,12 +206,19 @@ def test_fp16_and_bf16_data_run_the_spec_s_fp16_operands_and_search(spec, device
         assert (codes != exact).sum() >= 5  # 30-130 expected: the rotation operand is not fp32
 
 
-@pytest.mark.parametrize("spec,head_dim,dtype", NARROW)
+# Compress kernels that take row blocks: head dims up to 128, and over 128 where a byte group is one
+# byte (tq4, tq2: their fp16 one-step form; fp32 rows two passes a block).
+ROW_BLOCK_COMPRESS = [pytest.param(s, d, dt, id=f"{s}-d{d}-{dt}") for s, d, dtypes, _ in VARIANTS
+                      if d <= 128 or s != "tq3" for dt in ("float16", "float32") if dt in dtypes]
+
+
+@pytest.mark.parametrize("spec,head_dim,dtype", ROW_BLOCK_COMPRESS)
 def test_compress_taking_several_row_blocks_a_program_matches_reference(spec, head_dim, dtype, device, gen,
                                                                           monkeypatch):
-    """One-step compress kernels loop over ROW_BLOCKS row blocks (16-bit rows read one block ahead):
-    every block written, the last program's tail masked. The registry gives fp32 rows one block a
-    program (registry.row_blocks); their loop form (no read-ahead) runs here by a direct launch."""
+    """Compress kernels loop over ROW_BLOCKS row blocks (16-bit rows read one block ahead): every block
+    written, the last program's tail masked. The registry gives fp32 rows one block a program
+    (registry.row_blocks); their loop (no read-ahead; two passes a block over 128 dims) runs here by a
+    direct launch."""
     monkeypatch.setitem(registry.ROW_BLOCKS_FROM_BUCKET, "compress", ((1, 4),))  # every bucket, 4 blocks a program
     q = kernelgen.quantizer(spec, head_dim, device=device)
     kernel = q._kernels["compress"]

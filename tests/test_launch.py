@@ -87,13 +87,32 @@ def test_decompress_spreads_output_steps_over_grid_axis_1_only_up_to_the_split_b
     kernel.launch(small, "float16", dev, *args)
     kernel.launch(large, "float16", dev, *args)
     assert calls[0] == ("triton", (1, 2), (*args, 8, 8), {"BLOCK_ROWS": 32, "num_warps": 4, "num_stages": 1,
-                                                            "PRECISION": "fp16", "COLUMN_SPLIT": True})
+                                                            "PRECISION": "fp16", "COLUMN_SPLIT": True,
+                                                            "ROW_BLOCKS": 1})
     assert calls[1] == ("direct", (1, 2, 1, "stream-of-0", "function-handle", "packed-metadata", None, None, None,
-                                   *args, 8, 8, 32, "fp16", True))
+                                   *args, 8, 8, 32, "fp16", True, 1))
     assert calls[2][:2] == ("triton", (-(-small // 32), 2)) and calls[2][3]["COLUMN_SPLIT"] is True
     bucket = registry.row_bucket(large)
     assert calls[3][:3] == ("triton", (-(-large // 32), 1), (*args, large, bucket))
-    assert calls[3][3]["COLUMN_SPLIT"] is False
+    assert calls[3][3]["COLUMN_SPLIT"] is False and calls[3][3]["ROW_BLOCKS"] == 1
+
+
+def test_wide_decompress_takes_row_blocks_past_the_split_bucket(monkeypatch):
+    """Head dims over 128: without the column split, a program takes ROW_BLOCKS row blocks (the whole
+    rotation in shared memory for fp16 operands), on a grid of one column."""
+    kernel = registry.BoundKernel(registry.load_variant("tq4", 256), "decompress")
+    calls = []
+    kernel.fn = _FakeJit(kernel.fn.arg_names, calls)
+    kernel.interpreted, kernel._direct = False, False
+    monkeypatch.setattr(kernel, "config", lambda n, dtype, device, args: tuning.LaunchConfig(64, 8, 1))
+    args = (_Pointer(4096), _Pointer(8192), _Pointer(1024), _Pointer(2048), _Pointer(512))
+    assert kernel.loops_rows and kernel.output_steps == 2
+    for rows in (1 << 16, 1 << 20):
+        kernel.launch(rows, "float16", torch.device("cuda", 0), *args)
+    assert calls[0] == ("triton", ((1 << 16) // 128, 1), (*args, 1 << 16, 1 << 16),
+                        {"BLOCK_ROWS": 64, "num_warps": 8, "num_stages": 1, "PRECISION": "fp16",
+                         "COLUMN_SPLIT": False, "ROW_BLOCKS": 2})
+    assert calls[1][:2] == ("triton", ((1 << 20) // 256, 1)) and calls[1][3]["ROW_BLOCKS"] == 4
 
 
 def test_one_step_decompress_takes_more_row_blocks_a_program_at_larger_buckets(monkeypatch):
@@ -143,16 +162,20 @@ def test_one_step_compress_takes_more_row_blocks_a_program_at_larger_buckets(fak
 
 def test_compress_runs_its_fp16_search_as_ptx_only_outside_the_interpreter():
     """INLINE_PTX: the PTX on a GPU; the interpreter cannot run PTX, so it gets the Triton form. Wide
-    compress kernels (several row steps) take no row blocks; 3-byte groups (tq3) no fp16 search."""
+    compress kernels with the fp16 search take row blocks too (their one-step fp16 form); 3-byte
+    groups (tq3) have no fp16 search, and at D=256 no row blocks (two passes over each block)."""
     kernel = registry.BoundKernel(registry.load_variant("tq4", 256), "compress")
     config = tuning.LaunchConfig(32, 4, 1)
     kernel.interpreted = False
     assert kernel.meta(config, "float16", 8) == {"BLOCK_ROWS": 32, "num_warps": 4, "num_stages": 1,
-                                                  "PRECISION": "fp16", "INLINE_PTX": True}
+                                                  "PRECISION": "fp16", "INLINE_PTX": True, "ROW_BLOCKS": 1}
+    assert kernel.meta(config, "float16", 1 << 20)["ROW_BLOCKS"] == 8
     kernel.interpreted = True
     assert kernel.meta(config, "float16", 8)["INLINE_PTX"] is False
     tq3 = registry.BoundKernel(registry.load_variant("tq3", 128), "compress")
     assert not tq3.inline_ptx and "INLINE_PTX" not in tq3.meta(config, "float16", 1 << 20)
+    tq3_wide = registry.BoundKernel(registry.load_variant("tq3", 256), "compress")
+    assert not tq3_wide.loops_rows and "ROW_BLOCKS" not in tq3_wide.meta(config, "float16", 1 << 20)
 
 
 def test_compress_runs_the_triton_form_of_its_fp16_search_on_rocm(monkeypatch):

@@ -194,31 +194,27 @@ def _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, first_group, 
 def tq3_d256_decompress(
     packed_ptr, norms_ptr, rotation_ptr, centroids_ptr, out_ptr,
     n_rows, ROW_BUCKET,
-    BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, COLUMN_SPLIT: tl.constexpr,
+    BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, COLUMN_SPLIT: tl.constexpr, ROW_BLOCKS: tl.constexpr,
 ):
     """unpack -> centroids in coordinate order -> inverse rotation (tl.dot with the rotation, K_CHUNK
     coordinates and OUT_CHUNK output dims at a time) -> scale by norm. rotation_ptr and centroids_ptr
     hold fp16 when PRECISION is fp16, else fp32.
-    A row is 2 output steps: with COLUMN_SPLIT, grid axis 1 gives each program one step
-    (the registry sets it for small row counts, so the steps run side by side); without, a program
-    loops over them."""
+    A row is 2 output steps. With COLUMN_SPLIT, grid axis 1 gives each program one step (the
+    registry sets it for small row counts, so the steps run side by side). Without, a program
+    decompresses ROW_BLOCKS blocks of BLOCK_ROWS rows, one after the other (the registry sets
+    ROW_BLOCKS > 1 for large row counts): with PRECISION fp16, each block in one product, the whole
+    rotation (128 KB in fp16) loaded into shared memory once a program (measured faster on
+    an H100 at large row counts: benchmarks/experiments/wide_rows_one_step.py); with fp32 operands,
+    whose rotation would not fit, looping over the output steps with the rotation read from L2."""
     c = tl.arange(0, K_CHUNK)[:, None]  # coordinates: rows of the rotation
     k = tl.arange(0, OUT_CHUNK)[None, :]
-    rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-    row_ok = rows < n_rows
-    norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
-    out_rows = out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM
     if COLUMN_SPLIT:  # one output step a program, the step from grid axis 1
         k0 = tl.program_id(1) * OUT_CHUNK
-        x = tl.zeros((BLOCK_ROWS, OUT_CHUNK), dtype=tl.float32)
-        for c0 in tl.static_range(0, DIM_PAD, K_CHUNK):  # K_CHUNK coordinates a product: bounds shared memory
-            a = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, c0 // 8, K_CHUNK // 8)
-            x = _dot(a, tl.load(rotation_ptr + (c0 + c) * DIM_PAD + k0 + k), x, PRECISION)
-        dims = k0 + tl.arange(0, OUT_CHUNK)
-        tl.store(out_rows + dims[None, :], (x * norm).to(out_ptr.dtype.element_ty),
-                 mask=row_ok[:, None])
-    else:  # one program loops over the output steps
-        for k0 in range(0, DIM_PAD, OUT_CHUNK):
+        for i in range(ROW_BLOCKS):
+            rows = (tl.program_id(0) * ROW_BLOCKS + i) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+            row_ok = rows < n_rows
+            norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
+            out_rows = out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM
             x = tl.zeros((BLOCK_ROWS, OUT_CHUNK), dtype=tl.float32)
             for c0 in tl.static_range(0, DIM_PAD, K_CHUNK):  # K_CHUNK coordinates a product: bounds shared memory
                 a = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, c0 // 8, K_CHUNK // 8)
@@ -226,6 +222,32 @@ def tq3_d256_decompress(
             dims = k0 + tl.arange(0, OUT_CHUNK)
             tl.store(out_rows + dims[None, :], (x * norm).to(out_ptr.dtype.element_ty),
                      mask=row_ok[:, None])
+    elif PRECISION == "fp16":  # the whole rotation in shared memory, one product a block
+        rotation = tl.load(rotation_ptr + tl.arange(0, DIM_PAD)[:, None] * DIM_PAD + tl.arange(0, DIM_PAD)[None, :])
+        for i in tl.static_range(ROW_BLOCKS):
+            rows = (tl.program_id(0) * ROW_BLOCKS + i) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+            row_ok = rows < n_rows
+            norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
+            out_rows = out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM
+            a = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, 0, DIM_PAD // 8)
+            x = _dot(a, rotation, tl.zeros((BLOCK_ROWS, DIM_PAD), dtype=tl.float32), PRECISION)
+            dims = tl.arange(0, DIM_PAD)
+            tl.store(out_rows + dims[None, :], (x * norm).to(out_ptr.dtype.element_ty),
+                     mask=row_ok[:, None])
+    else:  # fp32 operands: a program loops over the output steps, the rotation from L2
+        for i in range(ROW_BLOCKS):
+            rows = (tl.program_id(0) * ROW_BLOCKS + i) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+            row_ok = rows < n_rows
+            norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
+            out_rows = out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM
+            for k0 in range(0, DIM_PAD, OUT_CHUNK):
+                x = tl.zeros((BLOCK_ROWS, OUT_CHUNK), dtype=tl.float32)
+                for c0 in tl.static_range(0, DIM_PAD, K_CHUNK):  # K_CHUNK coordinates a product: bounds shared memory
+                    a = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, c0 // 8, K_CHUNK // 8)
+                    x = _dot(a, tl.load(rotation_ptr + (c0 + c) * DIM_PAD + k0 + k), x, PRECISION)
+                dims = k0 + tl.arange(0, OUT_CHUNK)
+                tl.store(out_rows + dims[None, :], (x * norm).to(out_ptr.dtype.element_ty),
+                         mask=row_ok[:, None])
 
 
 @triton.autotune(configs=CONFIGS, key=TUNE_KEY)

@@ -227,46 +227,93 @@ def _centroid(centroids_ptr, code):
 def tq4_d256_compress(
     x_ptr, slots_ptr, packed_ptr, norms_ptr,
     n_rows, ROW_BUCKET,
-    BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, INLINE_PTX: tl.constexpr,
+    BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, INLINE_PTX: tl.constexpr, ROW_BLOCKS: tl.constexpr,
 ):
     """norm -> normalize -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the slots in
     fp16 when PRECISION is fp16, else in fp32.
     With PRECISION fp16 the search is the fp16 one (_byte_groups_fp16): INLINE_PTX runs its PTX (the
-    registry sets it on a GPU), else its Triton form (the interpreter)."""
-    k = tl.arange(0, ROW_CHUNK)[:, None]
-    n = tl.arange(0, SLOT_PAD)[None, :]
-    rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-    row_ok = rows < n_rows
-    x_rows = x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM  # rows are contiguous
-    sum_sq = tl.zeros((BLOCK_ROWS,), dtype=tl.float32)
-    for k0 in range(0, DIM_PAD, ROW_CHUNK):  # first pass: the norm
-        dims = k0 + tl.arange(0, ROW_CHUNK)
-        x = tl.load(x_rows + dims[None, :], mask=row_ok[:, None], other=0.0).to(tl.float32)
-        sum_sq += tl.sum(x * x, axis=1)
-    norm = tl.sqrt(sum_sq)
-    inv = (1.0 / (norm + NORM_EPS))[:, None]
-    y0 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 0: coordinates 0, 2, 4, ...
-    y1 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 1: coordinates 1, 3, 5, ...
-    for k0 in range(0, DIM_PAD, ROW_CHUNK):  # second pass (the rows are in cache): the products
-        dims = k0 + tl.arange(0, ROW_CHUNK)
-        x = tl.load(x_rows + dims[None, :], mask=row_ok[:, None], other=0.0).to(tl.float32) * inv
-        w = slots_ptr + (k0 + k) * SLOT_PAD + n
-        y0 = _dot(x, tl.load(w), y0, PRECISION)
-        y1 = _dot(x, tl.load(w + 1 * DIM_PAD * SLOT_PAD), y1, PRECISION)
-    tl.store(norms_ptr + rows, norm, mask=row_ok)
+    registry sets it on a GPU), else its Triton form (the interpreter).
+    A program compresses ROW_BLOCKS blocks of BLOCK_ROWS rows, one after the other (the registry sets
+    ROW_BLOCKS > 1 for large row counts). With PRECISION fp16, each product is one step: the slots
+    (128 KB in fp16, all of the rotation) are loaded into shared memory once a program and (16-bit rows) each
+    block's rows are read before the previous block's work (measured faster on an H100 than the two
+    passes below: benchmarks/experiments/wide_rows_one_step.py). With fp32 operands, whose slots would
+    not fit in shared memory, each block takes two passes over its rows (the norm, then the products,
+    ROW_CHUNK dims a step, the slots read from L2 as they go)."""
+    if PRECISION == "fp16":  # one step, the slots in shared memory
+        k = tl.arange(0, DIM_PAD)[:, None]
+        n = tl.arange(0, SLOT_PAD)[None, :]
+        # the slots first: their reads (from L2) overlap the row's read (measured faster on an H100)
+        w = slots_ptr + k * SLOT_PAD + n
+        w0 = tl.load(w)
+        w1 = tl.load(w + 1 * DIM_PAD * SLOT_PAD)
+        dims = tl.arange(0, DIM_PAD)
+        rows = tl.program_id(0) * ROW_BLOCKS * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+        x = tl.load(x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :],  # rows are contiguous
+                    mask=(rows < n_rows)[:, None], other=0.0)
+        # 16-bit rows: the next block's rows are read while this block's work runs (fp32 rows would take
+        # too many registers)
+        PREFETCH: tl.constexpr = ROW_BLOCKS > 1 and x_ptr.dtype.element_ty != tl.float32
+        for i in range(ROW_BLOCKS):
+            row_ok = rows < n_rows
+            next_rows = rows + BLOCK_ROWS
+            next_mask = ((next_rows < n_rows) & (i + 1 < ROW_BLOCKS))[:, None]
+            if PREFETCH:
+                x_next = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
+            xf = x.to(tl.float32)
+            norm = tl.sqrt(tl.sum(xf * xf, axis=1))
+            xf = xf * (1.0 / (norm + NORM_EPS))[:, None]
+            y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 0: coordinates 0, 2, 4, ...
+            y1 = _dot(xf, w1, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 1: coordinates 1, 3, 5, ...
+            tl.store(norms_ptr + rows, norm, mask=row_ok)
 
-    # slot j's code goes to bits [4*(2-1-j), 4*(2-j)) of its group word, first coordinate highest:
-    # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
-    # common offset 7.5 scaled the same (127.5): exact in fp32 (8 bits; every partial sum is a
-    # multiple of 0.5 below 2^23), converted to an integer once
-    if PRECISION == "fp16":
-        word = _byte_groups_fp16(y0, y1, INLINE_PTX)
-    else:
-        word = (_signed_code(y0) * 16.0 + _signed_code(y1) + 127.5).to(tl.int32)
-    groups = tl.arange(0, SLOT_PAD)
-    out_ok = row_ok[:, None]
-    out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
-    tl.store(out, (word & 0xFF).to(tl.uint8), mask=out_ok)
+            # slot j's code goes to bits [4*(2-1-j), 4*(2-j)) of its group word, first coordinate highest:
+            # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
+            # common offset 7.5 scaled the same (127.5): exact in fp32 (8 bits; every partial sum is a
+            # multiple of 0.5 below 2^23), converted to an integer once
+            word = _byte_groups_fp16(y0, y1, INLINE_PTX)
+            groups = tl.arange(0, SLOT_PAD)
+            out_ok = row_ok[:, None]
+            out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
+            tl.store(out, (word & 0xFF).to(tl.uint8), mask=out_ok)
+            if PREFETCH:
+                x = x_next
+            elif ROW_BLOCKS > 1:
+                x = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
+            rows = next_rows
+    else:  # fp32 operands: two passes a block, the slots from L2
+        k = tl.arange(0, ROW_CHUNK)[:, None]
+        n = tl.arange(0, SLOT_PAD)[None, :]
+        for i in range(ROW_BLOCKS):
+            rows = (tl.program_id(0) * ROW_BLOCKS + i) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+            row_ok = rows < n_rows
+            x_rows = x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM  # rows are contiguous
+            sum_sq = tl.zeros((BLOCK_ROWS,), dtype=tl.float32)
+            for k0 in range(0, DIM_PAD, ROW_CHUNK):  # first pass: the norm
+                dims = k0 + tl.arange(0, ROW_CHUNK)
+                x = tl.load(x_rows + dims[None, :], mask=row_ok[:, None], other=0.0).to(tl.float32)
+                sum_sq += tl.sum(x * x, axis=1)
+            norm = tl.sqrt(sum_sq)
+            inv = (1.0 / (norm + NORM_EPS))[:, None]
+            y0 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 0: coordinates 0, 2, 4, ...
+            y1 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 1: coordinates 1, 3, 5, ...
+            for k0 in range(0, DIM_PAD, ROW_CHUNK):  # second pass (the rows are in cache): the products
+                dims = k0 + tl.arange(0, ROW_CHUNK)
+                x = tl.load(x_rows + dims[None, :], mask=row_ok[:, None], other=0.0).to(tl.float32) * inv
+                w = slots_ptr + (k0 + k) * SLOT_PAD + n
+                y0 = _dot(x, tl.load(w), y0, PRECISION)
+                y1 = _dot(x, tl.load(w + 1 * DIM_PAD * SLOT_PAD), y1, PRECISION)
+            tl.store(norms_ptr + rows, norm, mask=row_ok)
+
+            # slot j's code goes to bits [4*(2-1-j), 4*(2-j)) of its group word, first coordinate highest:
+            # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
+            # common offset 7.5 scaled the same (127.5): exact in fp32 (8 bits; every partial sum is a
+            # multiple of 0.5 below 2^23), converted to an integer once
+            word = (_signed_code(y0) * 16.0 + _signed_code(y1) + 127.5).to(tl.int32)
+            groups = tl.arange(0, SLOT_PAD)
+            out_ok = row_ok[:, None]
+            out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
+            tl.store(out, (word & 0xFF).to(tl.uint8), mask=out_ok)
 
 
 @triton.jit
@@ -294,31 +341,27 @@ def _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, first_group, 
 def tq4_d256_decompress(
     packed_ptr, norms_ptr, rotation_ptr, centroids_ptr, out_ptr,
     n_rows, ROW_BUCKET,
-    BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, COLUMN_SPLIT: tl.constexpr,
+    BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, COLUMN_SPLIT: tl.constexpr, ROW_BLOCKS: tl.constexpr,
 ):
     """unpack -> centroids in coordinate order -> inverse rotation (tl.dot with the rotation, K_CHUNK
     coordinates and OUT_CHUNK output dims at a time) -> scale by norm. rotation_ptr and centroids_ptr
     hold fp16 when PRECISION is fp16, else fp32.
-    A row is 2 output steps: with COLUMN_SPLIT, grid axis 1 gives each program one step
-    (the registry sets it for small row counts, so the steps run side by side); without, a program
-    loops over them."""
+    A row is 2 output steps. With COLUMN_SPLIT, grid axis 1 gives each program one step (the
+    registry sets it for small row counts, so the steps run side by side). Without, a program
+    decompresses ROW_BLOCKS blocks of BLOCK_ROWS rows, one after the other (the registry sets
+    ROW_BLOCKS > 1 for large row counts): with PRECISION fp16, each block in one product, the whole
+    rotation (128 KB in fp16) loaded into shared memory once a program (measured faster on
+    an H100 at large row counts: benchmarks/experiments/wide_rows_one_step.py); with fp32 operands,
+    whose rotation would not fit, looping over the output steps with the rotation read from L2."""
     c = tl.arange(0, K_CHUNK)[:, None]  # coordinates: rows of the rotation
     k = tl.arange(0, OUT_CHUNK)[None, :]
-    rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-    row_ok = rows < n_rows
-    norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
-    out_rows = out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM
     if COLUMN_SPLIT:  # one output step a program, the step from grid axis 1
         k0 = tl.program_id(1) * OUT_CHUNK
-        x = tl.zeros((BLOCK_ROWS, OUT_CHUNK), dtype=tl.float32)
-        for c0 in tl.static_range(0, DIM_PAD, K_CHUNK):  # K_CHUNK coordinates a product: bounds shared memory
-            a = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, c0 // 2, K_CHUNK // 2)
-            x = _dot(a, tl.load(rotation_ptr + (c0 + c) * DIM_PAD + k0 + k), x, PRECISION)
-        dims = k0 + tl.arange(0, OUT_CHUNK)
-        tl.store(out_rows + dims[None, :], (x * norm).to(out_ptr.dtype.element_ty),
-                 mask=row_ok[:, None])
-    else:  # one program loops over the output steps
-        for k0 in range(0, DIM_PAD, OUT_CHUNK):
+        for i in range(ROW_BLOCKS):
+            rows = (tl.program_id(0) * ROW_BLOCKS + i) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+            row_ok = rows < n_rows
+            norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
+            out_rows = out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM
             x = tl.zeros((BLOCK_ROWS, OUT_CHUNK), dtype=tl.float32)
             for c0 in tl.static_range(0, DIM_PAD, K_CHUNK):  # K_CHUNK coordinates a product: bounds shared memory
                 a = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, c0 // 2, K_CHUNK // 2)
@@ -326,6 +369,32 @@ def tq4_d256_decompress(
             dims = k0 + tl.arange(0, OUT_CHUNK)
             tl.store(out_rows + dims[None, :], (x * norm).to(out_ptr.dtype.element_ty),
                      mask=row_ok[:, None])
+    elif PRECISION == "fp16":  # the whole rotation in shared memory, one product a block
+        rotation = tl.load(rotation_ptr + tl.arange(0, DIM_PAD)[:, None] * DIM_PAD + tl.arange(0, DIM_PAD)[None, :])
+        for i in tl.static_range(ROW_BLOCKS):
+            rows = (tl.program_id(0) * ROW_BLOCKS + i) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+            row_ok = rows < n_rows
+            norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
+            out_rows = out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM
+            a = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, 0, DIM_PAD // 2)
+            x = _dot(a, rotation, tl.zeros((BLOCK_ROWS, DIM_PAD), dtype=tl.float32), PRECISION)
+            dims = tl.arange(0, DIM_PAD)
+            tl.store(out_rows + dims[None, :], (x * norm).to(out_ptr.dtype.element_ty),
+                     mask=row_ok[:, None])
+    else:  # fp32 operands: a program loops over the output steps, the rotation from L2
+        for i in range(ROW_BLOCKS):
+            rows = (tl.program_id(0) * ROW_BLOCKS + i) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+            row_ok = rows < n_rows
+            norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
+            out_rows = out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM
+            for k0 in range(0, DIM_PAD, OUT_CHUNK):
+                x = tl.zeros((BLOCK_ROWS, OUT_CHUNK), dtype=tl.float32)
+                for c0 in tl.static_range(0, DIM_PAD, K_CHUNK):  # K_CHUNK coordinates a product: bounds shared memory
+                    a = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, c0 // 2, K_CHUNK // 2)
+                    x = _dot(a, tl.load(rotation_ptr + (c0 + c) * DIM_PAD + k0 + k), x, PRECISION)
+                dims = k0 + tl.arange(0, OUT_CHUNK)
+                tl.store(out_rows + dims[None, :], (x * norm).to(out_ptr.dtype.element_ty),
+                         mask=row_ok[:, None])
 
 
 @triton.autotune(configs=CONFIGS, key=TUNE_KEY)
