@@ -176,6 +176,22 @@ WIDE_ROW_CHUNK = 64  # compress input dims per tl.dot step for rows wider than R
 # 647.4 (tq2 D=192). At 2,048 rows the one-step decompress was slower (6.6 against 5.6 µs, tq4 D=256),
 # so the column split stays there.
 WHOLE_ROTATION_MAX_DIM = 256
+# Decompress of a head dim up to ROW_CHUNK that is two powers of two of at least this many dims (D=96:
+# 64 + 32) takes its coordinates and output dims in those pieces instead of padding them to the next power
+# of two: measured on an H100, tq4 D=96, 1M fp16 rows (benchmarks/experiments/pieces_tq4_d96.py), 118.9
+# against 141.9 µs (B64 w4, 4 row blocks; the other configs slower than that); 65,536 rows 10.1 against
+# 11.4 µs. Compress gained nothing from the same cut (142.8 against 141.7 µs): it keeps the padding.
+MIN_PIECE = 32
+
+
+def _decompress_pieces(head_dim: int) -> tuple[tuple[int, int], ...] | None:
+    """(first dim, width) of each piece of a head dim cut into two powers of two >= MIN_PIECE, the
+    larger first; None where the head dim is a power of two or cuts otherwise."""
+    high = 1 << (head_dim.bit_length() - 1)
+    low = head_dim - high
+    if head_dim > ROW_CHUNK or low < MIN_PIECE or low & (low - 1):
+        return None
+    return ((0, high), (high, low))
 OUT_CHUNK = 128  # decompress output dims per tl.dot step (one step up to D=128): bounds shared memory at large head dims
 K_CHUNK = 128  # decompress coordinates per tl.dot step (the whole row up to D=128)
 # compress runs one product with the transposed rotation (coordinates in order) and forms the words by a
@@ -226,7 +242,8 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             out_chunk=min(OUT_CHUNK, layout.dim_pad), search=_magnitude_search(codebook.boundaries, spec.bits),
             half=1 << (spec.bits - 1), word_offset=_word_offset(layout),
             fp16_search=fp16, fp16_levels=fp16 and _magnitude_search(fp16.symmetric_boundaries, spec.bits),
-            coordinate_compress=coordinate, whole_compress=whole and fp16 is not None, whole_decompress=whole, word_groups=layout.dim_pad // layout.codes_per_group if coordinate
+            coordinate_compress=coordinate, whole_compress=whole and fp16 is not None, whole_decompress=whole,
+            pieces=_decompress_pieces(head_dim), word_groups=layout.dim_pad // layout.codes_per_group if coordinate
             else layout.slot_pad,
             precision=repr({d: spec.rotation.precision_for(d) for d in spec.dtypes}),
             interleave=_interleave([f"v{j}" for j in range(layout.codes_per_group)]),

@@ -334,3 +334,16 @@ def test_fp16_search_names_the_thresholds_it_moved_off_the_nearest():
     for t in off:
         n = nearest[search.thresholds.index(t)]
         assert t in (float(np.nextafter(n, np.float16(0))), float(np.nextafter(n, np.float16(1))))
+
+
+def test_decompress_cuts_head_dims_of_two_large_powers_of_two_into_pieces():
+    """D=96 decompress runs in pieces of 64 and 32 (no padded coordinates or output dims); powers of two,
+    head dims over 128 and cuts with a piece under render.MIN_PIECE keep the padded tile."""
+    assert render._decompress_pieces(96) == ((0, 64), (64, 32))
+    assert render._decompress_pieces(48) is None  # 32 + 16
+    assert render._decompress_pieces(80) is None  # 64 + 16
+    assert render._decompress_pieces(112) is None  # three pieces
+    assert all(render._decompress_pieces(d) is None for d in (64, 128, 160, 192, 256))
+    source = Path(registry.load_variant("tq4", 96).module.__file__).read_text()
+    body = source[source.index("def tq4_d96_decompress("):source.index("def tq4_d96_decompress_rotated(")]
+    assert "c1 = 64 + tl.arange(0, 32)" in body and "K_CHUNK" not in body

@@ -199,25 +199,36 @@ def tq3_d96_decompress(
     n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, ROW_BLOCKS: tl.constexpr,
 ):
-    """unpack -> centroids in coordinate order -> inverse rotation (tl.dot with the rotation, K_CHUNK
-    coordinates and OUT_CHUNK output dims at a time) -> scale by norm. rotation_ptr and centroids_ptr
+    """unpack -> centroids in coordinate order -> inverse rotation (tl.dot with the rotation) -> scale by norm. rotation_ptr and centroids_ptr
     hold fp16 when PRECISION is fp16, else fp32.
     A program decompresses ROW_BLOCKS blocks of BLOCK_ROWS rows, one after the other, with the rotation
     loaded once (the registry sets ROW_BLOCKS > 1 for large row counts; measured faster on an H100:
-    benchmarks/experiments/tma_joined_tq4_d128.py)."""
-    c = tl.arange(0, K_CHUNK)[:, None]  # coordinates: rows of the rotation
-    k = tl.arange(0, OUT_CHUNK)[None, :]
-    rotation = tl.load(rotation_ptr + c * DIM_PAD + k)
+    benchmarks/experiments/tma_joined_tq4_d128.py).
+    The row is cut into pieces of 64 and 32 coordinates and output dims, the head dim without its
+    padding to 128: 4 products of rotation pieces (measured faster on an H100 than the padded product:
+    benchmarks/experiments/pieces_tq4_d96.py)."""
+    c0 = tl.arange(0, 64)  # piece 0: coordinates and output dims 0-63
+    c1 = 64 + tl.arange(0, 32)  # piece 1: coordinates and output dims 64-95
+    # the rotation's pieces, loaded once: r<p><q> = rotation[coordinates of piece p, output dims of piece q]
+    r00 = tl.load(rotation_ptr + c0[:, None] * DIM_PAD + c0[None, :])
+    r01 = tl.load(rotation_ptr + c0[:, None] * DIM_PAD + c1[None, :])
+    r10 = tl.load(rotation_ptr + c1[:, None] * DIM_PAD + c0[None, :])
+    r11 = tl.load(rotation_ptr + c1[:, None] * DIM_PAD + c1[None, :])
     for i in tl.static_range(ROW_BLOCKS):
         rows = (tl.program_id(0) * ROW_BLOCKS + i) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
         row_ok = rows < n_rows
         norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
         out_rows = out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM
-        a = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, 0, K_CHUNK // 8)
-        x = _dot(a, rotation, tl.zeros((BLOCK_ROWS, OUT_CHUNK), dtype=tl.float32), PRECISION)
-        dims = tl.arange(0, OUT_CHUNK)
-        tl.store(out_rows + dims[None, :], (x * norm).to(out_ptr.dtype.element_ty),
-                 mask=row_ok[:, None] & (dims < HEAD_DIM)[None, :])
+        a0 = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, 0, 8)  # piece 0's centroids
+        a1 = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, 8, 4)  # piece 1's centroids
+        x = tl.zeros((BLOCK_ROWS, 64), dtype=tl.float32)
+        x = _dot(a0, r00, x, PRECISION)
+        x = _dot(a1, r10, x, PRECISION)
+        tl.store(out_rows + c0[None, :], (x * norm).to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
+        x = tl.zeros((BLOCK_ROWS, 32), dtype=tl.float32)
+        x = _dot(a0, r01, x, PRECISION)
+        x = _dot(a1, r11, x, PRECISION)
+        tl.store(out_rows + c1[None, :], (x * norm).to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
 
 
 @triton.autotune(configs=CONFIGS, key=TUNE_KEY)
