@@ -33,8 +33,8 @@ MAX_ROW_BUCKET = 1 << 20
 # from 7.7 to 4.6 µs; at 1M rows it was slower for 2 and 3 bits (up to 44%). At 2,048 rows the split beat
 # the one-product form (5.6 against 6.6 µs, tq4 D=256: benchmarks/experiments/wide_rows_one_step.py).
 COLUMN_SPLIT_MAX_ROWS = 2048
-# Kernels with a row-block loop (every one but 3-bit compress over 128 dims) take several row blocks a
-# program, one after the other with the rotation loaded once, from these row buckets on:
+# Compress and decompress kernels take several row blocks a program, one after the other with the
+# rotation loaded once, from these row buckets on:
 # op -> ((first bucket, blocks), ...), the largest first; smaller buckets take one block a program.
 # The figures below are D=128. At D=192/256 (benchmarks/experiments/wide_rows_one_step.py, 1M rows) 16
 # compress blocks were 2-5% faster than 8 (a per-head-dim rule left for later), and 4 decompress blocks of
@@ -281,9 +281,8 @@ class BoundKernel:
     16-byte alignment is checked on every call. Under the interpreter, on a Triton other than 3.6, or
     while a Triton launch hook is set (profilers), every launch goes through `kernel[grid](...)`.
     The grid is (row blocks, 1), or (row blocks, output steps) for a decompress kernel that splits its
-    output steps at this row bucket (see COLUMN_SPLIT_MAX_ROWS); a compress or decompress kernel with a
-    ROW_BLOCKS argument (every one but 3-bit compress over 128 dims) takes ROW_BLOCKS row blocks a program
-    at large row buckets (see ROW_BLOCKS_FROM_BUCKET)."""
+    output steps at this row bucket (see COLUMN_SPLIT_MAX_ROWS); compress and decompress kernels take
+    ROW_BLOCKS row blocks a program at large row buckets (see ROW_BLOCKS_FROM_BUCKET)."""
 
     def __init__(self, variant: LoadedVariant, op: str):
         self.variant = variant

@@ -168,13 +168,15 @@ def _interleave(names: list[str]) -> str:
 ROW_CHUNK = 128  # compress reads a row padded up to this in one piece, wider rows in WIDE_ROW_CHUNK chunks
 WIDE_ROW_CHUNK = 64  # compress input dims per tl.dot step for rows wider than ROW_CHUNK
 # Rows padded past ROW_CHUNK up to this take their fp16-operand products in one step, with the whole
-# rotation (128 KB in fp16 at 256) in shared memory once a program and ROW_BLOCKS row blocks: compress
-# where the fp16 search applies, decompress above the column-split row counts. Measured on an H100 at
-# 1M fp16 rows (benchmarks/experiments/wide_rows_one_step.py, B64 w8, 8 blocks): compress 504.4 against
-# 660.9 µs (tq4 D=256), 471.5 against 603.1 (tq2 D=256), 490.8 against 647.9 (tq4 D=192); decompress
-# (B128 w8, 4 blocks) 558.2 against 674.0 (tq4 D=256), 632.0 against 852.1 (tq3 D=256), 502.6 against
-# 647.4 (tq2 D=192). At 2,048 rows the one-step decompress was slower (6.6 against 5.6 µs, tq4 D=256),
-# so the column split stays there.
+# rotation (128 KB in fp16 at 256) in shared memory once a program and ROW_BLOCKS row blocks: compress at
+# every row count, decompress above the column-split row counts. Measured on an H100 at 1M fp16 rows
+# (benchmarks/experiments/wide_rows_one_step.py, B64 w8, 8 blocks): compress 504.4 against 660.9 µs (tq4
+# D=256), 471.5 against 603.1 (tq2 D=256), 490.8 against 647.9 (tq4 D=192); decompress (B128 w8, 4
+# blocks) 558.2 against 674.0 (tq4 D=256), 632.0 against 852.1 (tq3 D=256), 502.6 against 647.4 (tq2
+# D=192). At 2,048 rows the one-step decompress was slower (6.6 against 5.6 µs, tq4 D=256), so the column
+# split stays there. 3-bit compress (benchmarks/experiments/tq3_compress_forms.py, B64 w8): D=256 1,780.4
+# against 1,861.2 µs at 1M rows, 6.1 against 10.0 µs at 8 rows; D=192 1,258.1 against 1,474.2 / 6.0
+# against 10.9 µs.
 WHOLE_ROTATION_MAX_DIM = 256
 # Decompress of a head dim up to ROW_CHUNK that is two powers of two of at least this many dims (D=96:
 # 64 + 32) takes its coordinates and output dims in those pieces instead of padding them to the next power
@@ -242,7 +244,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             out_chunk=min(OUT_CHUNK, layout.dim_pad), search=_magnitude_search(codebook.boundaries, spec.bits),
             half=1 << (spec.bits - 1), word_offset=_word_offset(layout),
             fp16_search=fp16, fp16_levels=fp16 and _magnitude_search(fp16.symmetric_boundaries, spec.bits),
-            coordinate_compress=coordinate, whole_compress=whole and fp16 is not None, whole_decompress=whole,
+            coordinate_compress=coordinate, whole_compress=whole, whole_decompress=whole,
             pieces=_decompress_pieces(head_dim), word_groups=layout.dim_pad // layout.codes_per_group if coordinate
             else layout.slot_pad,
             precision=repr({d: spec.rotation.precision_for(d) for d in spec.dtypes}),

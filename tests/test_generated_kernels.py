@@ -206,10 +206,10 @@ def test_fp16_and_bf16_data_run_the_spec_s_fp16_operands_and_search(spec, device
         assert (codes != exact).sum() >= 5  # 30-130 expected: the rotation operand is not fp32
 
 
-# Compress kernels that take row blocks: head dims up to 128, and over 128 where a byte group is one
-# byte (tq4, tq2: their fp16 one-step form; fp32 rows two passes a block).
+# Every compress kernel takes row blocks (over 128 dims: the one-step form for fp16 operands, two passes
+# a block for fp32 rows).
 ROW_BLOCK_COMPRESS = [pytest.param(s, d, dt, id=f"{s}-d{d}-{dt}") for s, d, dtypes, _ in VARIANTS
-                      if d <= 128 or s != "tq3" for dt in ("float16", "float32") if dt in dtypes]
+                      for dt in ("float16", "float32") if dt in dtypes]
 
 
 @pytest.mark.parametrize("spec,head_dim,dtype", ROW_BLOCK_COMPRESS)

@@ -162,8 +162,8 @@ def test_one_step_compress_takes_more_row_blocks_a_program_at_larger_buckets(fak
 
 def test_compress_runs_its_fp16_search_as_ptx_only_outside_the_interpreter():
     """INLINE_PTX: the PTX on a GPU; the interpreter cannot run PTX, so it gets the Triton form. Wide
-    compress kernels with the fp16 search take row blocks too (their one-step fp16 form); 3-byte
-    groups (tq3) have no fp16 search, and at D=256 no row blocks (two passes over each block)."""
+    compress kernels take row blocks too (their one-step fp16 form); 3-byte groups (tq3) have no fp16
+    search."""
     kernel = registry.BoundKernel(registry.load_variant("tq4", 256), "compress")
     config = tuning.LaunchConfig(32, 4, 1)
     kernel.interpreted = False
@@ -175,7 +175,8 @@ def test_compress_runs_its_fp16_search_as_ptx_only_outside_the_interpreter():
     tq3 = registry.BoundKernel(registry.load_variant("tq3", 128), "compress")
     assert not tq3.inline_ptx and "INLINE_PTX" not in tq3.meta(config, "float16", 1 << 20)
     tq3_wide = registry.BoundKernel(registry.load_variant("tq3", 256), "compress")
-    assert not tq3_wide.loops_rows and "ROW_BLOCKS" not in tq3_wide.meta(config, "float16", 1 << 20)
+    assert tq3_wide.meta(config, "float16", 1 << 20) == {"BLOCK_ROWS": 32, "num_warps": 4, "num_stages": 1,
+                                                         "PRECISION": "fp16", "ROW_BLOCKS": 8}
 
 
 def test_compress_runs_the_triton_form_of_its_fp16_search_on_rocm(monkeypatch):

@@ -110,55 +110,119 @@ def _centroid(centroids_ptr, code):
 def tq3_d256_compress(
     x_ptr, slots_ptr, packed_ptr, norms_ptr,
     n_rows, ROW_BUCKET,
-    BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr,
+    BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, ROW_BLOCKS: tl.constexpr,
 ):
     """norm -> normalize -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the slots in
-    fp16 when PRECISION is fp16, else in fp32."""
-    k = tl.arange(0, ROW_CHUNK)[:, None]
-    n = tl.arange(0, SLOT_PAD)[None, :]
-    rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-    row_ok = rows < n_rows
-    x_rows = x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM  # rows are contiguous
-    sum_sq = tl.zeros((BLOCK_ROWS,), dtype=tl.float32)
-    for k0 in range(0, DIM_PAD, ROW_CHUNK):  # first pass: the norm
-        dims = k0 + tl.arange(0, ROW_CHUNK)
-        x = tl.load(x_rows + dims[None, :], mask=row_ok[:, None], other=0.0).to(tl.float32)
-        sum_sq += tl.sum(x * x, axis=1)
-    norm = tl.sqrt(sum_sq)
-    inv = (1.0 / (norm + NORM_EPS))[:, None]
-    y0 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 0: coordinates 0, 8, 16, ...
-    y1 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 1: coordinates 1, 9, 17, ...
-    y2 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 2: coordinates 2, 10, 18, ...
-    y3 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 3: coordinates 3, 11, 19, ...
-    y4 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 4: coordinates 4, 12, 20, ...
-    y5 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 5: coordinates 5, 13, 21, ...
-    y6 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 6: coordinates 6, 14, 22, ...
-    y7 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 7: coordinates 7, 15, 23, ...
-    for k0 in range(0, DIM_PAD, ROW_CHUNK):  # second pass (the rows are in cache): the products
-        dims = k0 + tl.arange(0, ROW_CHUNK)
-        x = tl.load(x_rows + dims[None, :], mask=row_ok[:, None], other=0.0).to(tl.float32) * inv
-        w = slots_ptr + (k0 + k) * SLOT_PAD + n
-        y0 = _dot(x, tl.load(w), y0, PRECISION)
-        y1 = _dot(x, tl.load(w + 1 * DIM_PAD * SLOT_PAD), y1, PRECISION)
-        y2 = _dot(x, tl.load(w + 2 * DIM_PAD * SLOT_PAD), y2, PRECISION)
-        y3 = _dot(x, tl.load(w + 3 * DIM_PAD * SLOT_PAD), y3, PRECISION)
-        y4 = _dot(x, tl.load(w + 4 * DIM_PAD * SLOT_PAD), y4, PRECISION)
-        y5 = _dot(x, tl.load(w + 5 * DIM_PAD * SLOT_PAD), y5, PRECISION)
-        y6 = _dot(x, tl.load(w + 6 * DIM_PAD * SLOT_PAD), y6, PRECISION)
-        y7 = _dot(x, tl.load(w + 7 * DIM_PAD * SLOT_PAD), y7, PRECISION)
-    tl.store(norms_ptr + rows, norm, mask=row_ok)
+    fp16 when PRECISION is fp16, else in fp32.
+    A program compresses ROW_BLOCKS blocks of BLOCK_ROWS rows, one after the other (the registry sets
+    ROW_BLOCKS > 1 for large row counts). With PRECISION fp16, each product is one step: the slots
+    (128 KB in fp16, all of the rotation) are loaded into shared memory once a program and (16-bit rows) each
+    block's rows are read before the previous block's work (measured faster on an H100 than the two
+    passes below: benchmarks/experiments/tq3_compress_forms.py). With fp32 operands, whose slots would
+    not fit in shared memory, each block takes two passes over its rows (the norm, then the products,
+    ROW_CHUNK dims a step, the slots read from L2 as they go)."""
+    if PRECISION == "fp16":  # one step, the slots in shared memory
+        k = tl.arange(0, DIM_PAD)[:, None]
+        n = tl.arange(0, SLOT_PAD)[None, :]
+        # the slots first: their reads (from L2) overlap the row's read (measured faster on an H100)
+        w = slots_ptr + k * SLOT_PAD + n
+        w0 = tl.load(w)
+        w1 = tl.load(w + 1 * DIM_PAD * SLOT_PAD)
+        w2 = tl.load(w + 2 * DIM_PAD * SLOT_PAD)
+        w3 = tl.load(w + 3 * DIM_PAD * SLOT_PAD)
+        w4 = tl.load(w + 4 * DIM_PAD * SLOT_PAD)
+        w5 = tl.load(w + 5 * DIM_PAD * SLOT_PAD)
+        w6 = tl.load(w + 6 * DIM_PAD * SLOT_PAD)
+        w7 = tl.load(w + 7 * DIM_PAD * SLOT_PAD)
+        dims = tl.arange(0, DIM_PAD)
+        rows = tl.program_id(0) * ROW_BLOCKS * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+        x = tl.load(x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :],  # rows are contiguous
+                    mask=(rows < n_rows)[:, None], other=0.0)
+        # 16-bit rows: the next block's rows are read while this block's work runs (fp32 rows would take
+        # too many registers)
+        PREFETCH: tl.constexpr = ROW_BLOCKS > 1 and x_ptr.dtype.element_ty != tl.float32
+        for i in range(ROW_BLOCKS):
+            row_ok = rows < n_rows
+            next_rows = rows + BLOCK_ROWS
+            next_mask = ((next_rows < n_rows) & (i + 1 < ROW_BLOCKS))[:, None]
+            if PREFETCH:
+                x_next = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
+            xf = x.to(tl.float32)
+            norm = tl.sqrt(tl.sum(xf * xf, axis=1))
+            xf = xf * (1.0 / (norm + NORM_EPS))[:, None]
+            y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 0: coordinates 0, 8, 16, ...
+            y1 = _dot(xf, w1, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 1: coordinates 1, 9, 17, ...
+            y2 = _dot(xf, w2, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 2: coordinates 2, 10, 18, ...
+            y3 = _dot(xf, w3, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 3: coordinates 3, 11, 19, ...
+            y4 = _dot(xf, w4, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 4: coordinates 4, 12, 20, ...
+            y5 = _dot(xf, w5, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 5: coordinates 5, 13, 21, ...
+            y6 = _dot(xf, w6, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 6: coordinates 6, 14, 22, ...
+            y7 = _dot(xf, w7, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 7: coordinates 7, 15, 23, ...
+            tl.store(norms_ptr + rows, norm, mask=row_ok)
 
-    # slot j's code goes to bits [3*(8-1-j), 3*(8-j)) of its group word, first coordinate highest:
-    # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
-    # common offset 3.5 scaled the same (8388607.5): exact in fp32 (24 bits; every partial sum is a
-    # multiple of 0.5 below 2^23), converted to an integer once
-    word = (_signed_code(y0) * 2097152.0 + _signed_code(y1) * 262144.0 + _signed_code(y2) * 32768.0 + _signed_code(y3) * 4096.0 + _signed_code(y4) * 512.0 + _signed_code(y5) * 64.0 + _signed_code(y6) * 8.0 + _signed_code(y7) + 8388607.5).to(tl.int32)
-    groups = tl.arange(0, SLOT_PAD)
-    out_ok = row_ok[:, None]
-    out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
-    tl.store(out, ((word >> 16) & 0xFF).to(tl.uint8), mask=out_ok)
-    tl.store(out + 1, ((word >> 8) & 0xFF).to(tl.uint8), mask=out_ok)
-    tl.store(out + 2, (word & 0xFF).to(tl.uint8), mask=out_ok)
+            # slot j's code goes to bits [3*(8-1-j), 3*(8-j)) of its group word, first coordinate highest:
+            # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
+            # common offset 3.5 scaled the same (8388607.5): exact in fp32 (24 bits; every partial sum is a
+            # multiple of 0.5 below 2^23), converted to an integer once
+            word = (_signed_code(y0) * 2097152.0 + _signed_code(y1) * 262144.0 + _signed_code(y2) * 32768.0 + _signed_code(y3) * 4096.0 + _signed_code(y4) * 512.0 + _signed_code(y5) * 64.0 + _signed_code(y6) * 8.0 + _signed_code(y7) + 8388607.5).to(tl.int32)
+            groups = tl.arange(0, SLOT_PAD)
+            out_ok = row_ok[:, None]
+            out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
+            tl.store(out, ((word >> 16) & 0xFF).to(tl.uint8), mask=out_ok)
+            tl.store(out + 1, ((word >> 8) & 0xFF).to(tl.uint8), mask=out_ok)
+            tl.store(out + 2, (word & 0xFF).to(tl.uint8), mask=out_ok)
+            if PREFETCH:
+                x = x_next
+            elif ROW_BLOCKS > 1:
+                x = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
+            rows = next_rows
+    else:  # fp32 operands: two passes a block, the slots from L2
+        k = tl.arange(0, ROW_CHUNK)[:, None]
+        n = tl.arange(0, SLOT_PAD)[None, :]
+        for i in range(ROW_BLOCKS):
+            rows = (tl.program_id(0) * ROW_BLOCKS + i) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+            row_ok = rows < n_rows
+            x_rows = x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM  # rows are contiguous
+            sum_sq = tl.zeros((BLOCK_ROWS,), dtype=tl.float32)
+            for k0 in range(0, DIM_PAD, ROW_CHUNK):  # first pass: the norm
+                dims = k0 + tl.arange(0, ROW_CHUNK)
+                x = tl.load(x_rows + dims[None, :], mask=row_ok[:, None], other=0.0).to(tl.float32)
+                sum_sq += tl.sum(x * x, axis=1)
+            norm = tl.sqrt(sum_sq)
+            inv = (1.0 / (norm + NORM_EPS))[:, None]
+            y0 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 0: coordinates 0, 8, 16, ...
+            y1 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 1: coordinates 1, 9, 17, ...
+            y2 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 2: coordinates 2, 10, 18, ...
+            y3 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 3: coordinates 3, 11, 19, ...
+            y4 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 4: coordinates 4, 12, 20, ...
+            y5 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 5: coordinates 5, 13, 21, ...
+            y6 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 6: coordinates 6, 14, 22, ...
+            y7 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 7: coordinates 7, 15, 23, ...
+            for k0 in range(0, DIM_PAD, ROW_CHUNK):  # second pass (the rows are in cache): the products
+                dims = k0 + tl.arange(0, ROW_CHUNK)
+                x = tl.load(x_rows + dims[None, :], mask=row_ok[:, None], other=0.0).to(tl.float32) * inv
+                w = slots_ptr + (k0 + k) * SLOT_PAD + n
+                y0 = _dot(x, tl.load(w), y0, PRECISION)
+                y1 = _dot(x, tl.load(w + 1 * DIM_PAD * SLOT_PAD), y1, PRECISION)
+                y2 = _dot(x, tl.load(w + 2 * DIM_PAD * SLOT_PAD), y2, PRECISION)
+                y3 = _dot(x, tl.load(w + 3 * DIM_PAD * SLOT_PAD), y3, PRECISION)
+                y4 = _dot(x, tl.load(w + 4 * DIM_PAD * SLOT_PAD), y4, PRECISION)
+                y5 = _dot(x, tl.load(w + 5 * DIM_PAD * SLOT_PAD), y5, PRECISION)
+                y6 = _dot(x, tl.load(w + 6 * DIM_PAD * SLOT_PAD), y6, PRECISION)
+                y7 = _dot(x, tl.load(w + 7 * DIM_PAD * SLOT_PAD), y7, PRECISION)
+            tl.store(norms_ptr + rows, norm, mask=row_ok)
+
+            # slot j's code goes to bits [3*(8-1-j), 3*(8-j)) of its group word, first coordinate highest:
+            # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
+            # common offset 3.5 scaled the same (8388607.5): exact in fp32 (24 bits; every partial sum is a
+            # multiple of 0.5 below 2^23), converted to an integer once
+            word = (_signed_code(y0) * 2097152.0 + _signed_code(y1) * 262144.0 + _signed_code(y2) * 32768.0 + _signed_code(y3) * 4096.0 + _signed_code(y4) * 512.0 + _signed_code(y5) * 64.0 + _signed_code(y6) * 8.0 + _signed_code(y7) + 8388607.5).to(tl.int32)
+            groups = tl.arange(0, SLOT_PAD)
+            out_ok = row_ok[:, None]
+            out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
+            tl.store(out, ((word >> 16) & 0xFF).to(tl.uint8), mask=out_ok)
+            tl.store(out + 1, ((word >> 8) & 0xFF).to(tl.uint8), mask=out_ok)
+            tl.store(out + 2, (word & 0xFF).to(tl.uint8), mask=out_ok)
 
 
 @triton.jit
