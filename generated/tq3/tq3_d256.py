@@ -168,6 +168,11 @@ def tq3_d256_compress(
             groups = tl.arange(0, SLOT_PAD)
             out_ok = row_ok[:, None]
             out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
+            # flattened, groups fastest, so that a warp stores neighbouring groups of a row (in two dims Triton gives
+            # each lane a row of its own: a sector a byte); measured faster on an H100 (benchmarks/experiments/tq3_flat_bytes.py)
+            out = tl.reshape(out, (BLOCK_ROWS * (SLOT_PAD),))
+            out_ok = tl.reshape(tl.broadcast_to(out_ok, (BLOCK_ROWS, SLOT_PAD)), (BLOCK_ROWS * (SLOT_PAD),))
+            word = tl.reshape(word, (BLOCK_ROWS * (SLOT_PAD),))
             tl.store(out, ((word >> 16) & 0xFF).to(tl.uint8), mask=out_ok)
             tl.store(out + 1, ((word >> 8) & 0xFF).to(tl.uint8), mask=out_ok)
             tl.store(out + 2, (word & 0xFF).to(tl.uint8), mask=out_ok)
@@ -220,6 +225,11 @@ def tq3_d256_compress(
             groups = tl.arange(0, SLOT_PAD)
             out_ok = row_ok[:, None]
             out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
+            # flattened, groups fastest, so that a warp stores neighbouring groups of a row (in two dims Triton gives
+            # each lane a row of its own: a sector a byte); measured faster on an H100 (benchmarks/experiments/tq3_flat_bytes.py)
+            out = tl.reshape(out, (BLOCK_ROWS * (SLOT_PAD),))
+            out_ok = tl.reshape(tl.broadcast_to(out_ok, (BLOCK_ROWS, SLOT_PAD)), (BLOCK_ROWS * (SLOT_PAD),))
+            word = tl.reshape(word, (BLOCK_ROWS * (SLOT_PAD),))
             tl.store(out, ((word >> 16) & 0xFF).to(tl.uint8), mask=out_ok)
             tl.store(out + 1, ((word >> 8) & 0xFF).to(tl.uint8), mask=out_ok)
             tl.store(out + 2, (word & 0xFF).to(tl.uint8), mask=out_ok)
