@@ -11,7 +11,8 @@
 # For device calls with a time limit: STOP_AFTER_TUNE=1 stops after step 2 (copy the tables from
 # results.tar.gz into generated/<spec>/tuned/), SKIP_TUNE=1 starts at step 3 with the tables in the tree,
 # SKIP_TESTS=1 stops before the test suite. HEAD_DIMS="192 256" compiles and tunes only those head
-# dims (after a change that altered only their modules: the other modules' table entries stay current).
+# dims (after a change that altered only their modules: the other modules' table entries stay current);
+# TUNE_SPECS="tq3" only those specs. Each spec's `kernelgen tune` has 200 s.
 # Measured on an H100 (2026-11-26): with STOP_AFTER_TUNE, 528 s, the compile step at its 200 s limit and
 # tq2's tuning cut at 150 s after two head dims (finish with `kernelgen tune tq2 --head-dims ...`, whose
 # entries merge into the table); with SKIP_TUNE and SKIP_TESTS, 66 s. Later that day (compress with
@@ -56,16 +57,16 @@ cat "$OUT/smoke.txt"
 stamp "compile (15 shards)"
 for dt in float16 bfloat16 float32; do
   for i in 0 1 2 3 4; do
-    timeout 200 $KG tune tq4 tq3 tq2 ${HEAD_DIMS:+--head-dims $HEAD_DIMS} --compile-only --dtypes $dt --shard $i/5 \
+    timeout 200 $KG tune ${TUNE_SPECS:-tq4 tq3 tq2} ${HEAD_DIMS:+--head-dims $HEAD_DIMS} --compile-only --dtypes $dt --shard $i/5 \
       > "$OUT/compile-$dt-$i.txt" 2>&1 &
   done
 done
 wait
 grep -h -v "^$" "$OUT"/compile-*.txt | sort | uniq -c | sort -rn | head -20 > "$OUT/compile-problems.txt"
 
-for spec in tq4 tq3 tq2; do
+for spec in ${TUNE_SPECS:-tq4 tq3 tq2}; do
   stamp "tune $spec"
-  timeout 150 $KG tune $spec ${HEAD_DIMS:+--head-dims $HEAD_DIMS} > "$OUT/tune-$spec.txt" 2>&1; echo "rc=$?" >> "$OUT/tune-$spec.txt"
+  timeout 200 $KG tune $spec ${HEAD_DIMS:+--head-dims $HEAD_DIMS} > "$OUT/tune-$spec.txt" 2>&1; echo "rc=$?" >> "$OUT/tune-$spec.txt"
   tail -1 "$OUT/tune-$spec.txt"
 done
 if [ -n "${STOP_AFTER_TUNE:-}" ]; then stamp "done (STOP_AFTER_TUNE set)"; exit 0; fi
