@@ -184,6 +184,14 @@ WHOLE_ROTATION_MAX_DIM = 256
 # against 141.9 µs (B64 w4, 4 row blocks; the other configs slower than that); 65,536 rows 10.1 against
 # 11.4 µs. Compress gained nothing from the same cut (142.8 against 141.7 µs): it keeps the padding.
 MIN_PIECE = 32
+OUT_CHUNK = 128  # decompress output dims per tl.dot step (one step up to D=128): bounds shared memory at large head dims
+K_CHUNK = 128  # decompress coordinates per tl.dot step (the whole row up to D=128)
+# compress runs one product with the transposed rotation (coordinates in order) and forms the words by a
+# reshape and a weighted sum, instead of one product a slot, where a byte group holds this many codes and
+# a row fits one step: measured on an H100 at D=128, 1M rows (benchmarks/experiments/search_forms_d128.py):
+# 8 codes (tq3) 333.4 against 384.5 µs a slot (B32 w4); 2 and 4 codes no gain
+# (benchmarks/experiments/one_product_d128.py).
+COORDINATE_COMPRESS_CODES_PER_GROUP = 8
 
 
 def _decompress_pieces(head_dim: int) -> tuple[tuple[int, int], ...] | None:
@@ -194,14 +202,6 @@ def _decompress_pieces(head_dim: int) -> tuple[tuple[int, int], ...] | None:
     if head_dim > ROW_CHUNK or low < MIN_PIECE or low & (low - 1):
         return None
     return ((0, high), (high, low))
-OUT_CHUNK = 128  # decompress output dims per tl.dot step (one step up to D=128): bounds shared memory at large head dims
-K_CHUNK = 128  # decompress coordinates per tl.dot step (the whole row up to D=128)
-# compress runs one product with the transposed rotation (coordinates in order) and forms the words by a
-# reshape and a weighted sum, instead of one product a slot, where a byte group holds this many codes and
-# a row fits one step: measured on an H100 at D=128, 1M rows (benchmarks/experiments/search_forms_d128.py):
-# 8 codes (tq3) 333.4 against 384.5 µs a slot (B32 w4); 2 and 4 codes no gain
-# (benchmarks/experiments/one_product_d128.py).
-COORDINATE_COMPRESS_CODES_PER_GROUP = 8
 
 
 def spec_display_path(spec: Spec, root: Path) -> str:
@@ -244,7 +244,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             out_chunk=min(OUT_CHUNK, layout.dim_pad), search=_magnitude_search(codebook.boundaries, spec.bits),
             half=1 << (spec.bits - 1), word_offset=_word_offset(layout),
             fp16_search=fp16, fp16_levels=fp16 and _magnitude_search(fp16.symmetric_boundaries, spec.bits),
-            coordinate_compress=coordinate, whole_compress=whole, whole_decompress=whole,
+            coordinate_compress=coordinate, whole_rotation=whole,
             pieces=_decompress_pieces(head_dim), word_groups=layout.dim_pad // layout.codes_per_group if coordinate
             else layout.slot_pad,
             precision=repr({d: spec.rotation.precision_for(d) for d in spec.dtypes}),
