@@ -347,3 +347,18 @@ def test_decompress_cuts_head_dims_of_two_large_powers_of_two_into_pieces():
     source = Path(registry.load_variant("tq4", 96).module.__file__).read_text()
     body = source[source.index("def tq4_d96_decompress("):source.index("def tq4_d96_decompress_rotated(")]
     assert "c1 = 64 + tl.arange(0, 32)" in body and "K_CHUNK" not in body
+
+
+def test_three_byte_groups_store_through_flattened_pointers_and_one_byte_groups_do_not():
+    """tq3 compress flattens its pointers, mask and words to one dim before its three byte stores (in two
+    dims Triton gave each lane its own row); tq4 and tq2 store one byte a group, contiguous, in two dims."""
+    for spec in ("tq3", "tq4", "tq2"):
+        for head_dim in (64, 128, 256):
+            source = Path(registry.load_variant(spec, head_dim).module.__file__).read_text()
+            body = source[source.index(f"def {spec}_d{head_dim}_compress("):source.index("def _load_words(")]
+            flattened = body.count("out = tl.reshape(out, (BLOCK_ROWS * (")
+            stores = body.count("tl.store(out")
+            if spec == "tq3":
+                assert flattened >= 1 and stores == 3 * flattened  # every form's three stores, flattened
+            else:
+                assert flattened == 0 and stores >= 1

@@ -12,6 +12,8 @@ Promises, as asserted:
 - the round trip's mean squared error matches the codebook's theoretical distortion.
 """
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -265,3 +267,45 @@ def test_the_fp16_search_s_ptx_and_its_triton_form_give_the_same_bytes(spec, hea
         kernel.fn[kernel.grid(3000, meta)](x, q._compress_rotation[dt], again, torch.empty_like(norms), 3000,
                                            registry.row_bucket(3000), **meta)
         assert torch.equal(packed, again)
+
+
+def test_head_dims_past_the_whole_rotation_keep_two_pass_compress_and_the_step_loop(tmp_path, device, gen,
+                                                                                    monkeypatch):
+    """A row padded past render.WHOLE_ROTATION_MAX_DIM (D=320 -> 512; no shipped spec has one) compresses in
+    two passes and decompresses one 128-dim output step at a time, split over grid axis 1 or looped, with
+    no row-block loop: those forms, which no shipped module renders, still match the reference."""
+    import yaml
+
+    from kernelgen import render
+    from kernelgen.cli import main
+
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "specs" / "tq4.yaml").read_text())
+    data.update(name="tqwide", head_dims=[320])
+    spec = tmp_path / "specs" / "tqwide.yaml"
+    spec.parent.mkdir()
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "generated"
+    assert main(["build", str(spec), "--out", str(out)]) == 0
+    assert 320 > render.WHOLE_ROTATION_MAX_DIM
+    registry.add_kernel_path(out)
+    try:
+        q = kernelgen.quantizer("tqwide", 320, device=device)
+        assert not q._kernels["compress"].loops_rows and not q._kernels["decompress"].loops_rows
+        assert q._kernels["decompress"].output_steps == 4
+        for dt_name in ("float16", "float32"):
+            dt = getattr(torch, dt_name)
+            x = torch.randn(37, 320, generator=gen).to(dt)
+            packed = torch.full((37, q.packed_dim), 0xA5, dtype=torch.uint8, device=device)  # poison
+            norms = torch.full((37, 1), float("nan"), device=device)
+            q.compress(x.to(device), out=(packed, norms))
+            _, ref_norms, ref_codes, y = reference.compress(x, q.rotation.cpu(), q.boundaries.cpu(), q.bits)
+            torch.testing.assert_close(norms.cpu().double().view(-1), ref_norms, rtol=1e-5, atol=1e-6)
+            codes = reference.unpack_bitstream(packed.cpu(), q.bits, 320)
+            _check_codes(codes, ref_codes, y, q.boundaries.cpu(), q.precision[dt])
+            _check_decompress(q, dt_name, 37, device, gen)  # split over grid axis 1 (37 rows)
+        monkeypatch.setattr(registry, "COLUMN_SPLIT_MAX_ROWS", 0)
+        q = kernelgen.quantizer("tqwide", 320, device=device)
+        _check_decompress(q, "float16", 37, device, gen)  # one program loops over the steps
+        assert [m[1]["COLUMN_SPLIT"] for m in q._kernels["decompress"]._memo.values()] == [False]
+    finally:
+        registry._added_paths.remove(out.resolve())
