@@ -147,8 +147,14 @@ class Quantizer:
         if n == 0:
             return packed, norms
         if self._use_kernels:
-            args = self._kernel_args("compress", rows.dtype, (rows,), (packed, norms))
+            # The kernels may write packed rows as 4-byte words (tq3 at head dims that are multiples of 32): an `out`
+            # view that starts off a 4-byte boundary gets them through an aligned buffer.
+            target = packed if packed.data_ptr() % 4 == 0 else torch.empty(packed.shape, dtype=packed.dtype,
+                                                                            device=packed.device)
+            args = self._kernel_args("compress", rows.dtype, (rows,), (target, norms))
             self._launch("compress", n, _DTYPE_NAMES[rows.dtype], *args)
+            if target is not packed:
+                packed.copy_(target)
         else:
             p, nr = torch_path.compress_rows(rows, self.rotation, self.boundaries, self.layout)
             packed.view(n, P).copy_(p)

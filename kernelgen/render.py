@@ -194,6 +194,43 @@ K_CHUNK = 128  # decompress coordinates per tl.dot step (the whole row up to D=1
 COORDINATE_COMPRESS_CODES_PER_GROUP = 8
 
 
+# compress stores the packed bytes as int32 words where a byte group is several bytes (3 bits: 3 bytes)
+# and a row's groups come in fours (head dim a multiple of 32): four groups, three words, instead of one
+# one-byte store a byte. Measured on an H100 (tq3, 1M fp16 rows, B64 w4,
+# benchmarks/experiments/tq3_words.py): D=128 164.4 against 196.6 µs, D=64 78.7 against 90.6, D=96 159.9
+# against 186.8, D=256 845.8 against 1,000.9; 8 rows at D=256 5.7 against 8.1 µs. The same words in
+# decompress's loads were slower (D=128 224.4 against 181.1 µs): it keeps its one-byte loads.
+WORD_GROUPS = 4
+WORD_BYTES = 4
+
+
+def _word_stores(layout: PackLayout) -> tuple[str, ...] | None:
+    """The int32 words that hold WORD_GROUPS byte groups, as expressions of their group words g0, g1, ...
+    (first byte highest), in memory order: word w holds bytes 4w .. 4w+3, the first in its low 8 bits
+    (little-endian, as the GPU and the CPU store an int32). None where a group is one byte or a row's
+    groups do not come in WORD_GROUPS."""
+    span = WORD_GROUPS * layout.bytes_per_group
+    if layout.bytes_per_group == 1 or layout.groups % WORD_GROUPS or span % WORD_BYTES:
+        return None
+    top = layout.byte_shift(0)  # a group word's first byte needs no mask once shifted down
+    words = []
+    for w in range(span // WORD_BYTES):
+        terms = []
+        for d in range(WORD_BYTES):
+            group, index = divmod(WORD_BYTES * w + d, layout.bytes_per_group)
+            g, s, to = f"g{group}", layout.byte_shift(index), 8 * d
+            if to == 8 * (WORD_BYTES - 1):  # the top byte: shifted up, the bits above it fall off
+                terms.append(f"({g} << {to})" if s == 0 else f"(({g} >> {s}) << {to})" if s == top
+                             else f"((({g} >> {s}) & 0xFF) << {to})")
+            elif s == top and to == 0:
+                terms.append(f"({g} >> {s})")
+            else:
+                moved = g if s == to else f"({g} >> {s - to})" if s > to else f"({g} << {to - s})"
+                terms.append(f"({moved} & {0xFF << to:#X})".replace("0X", "0x"))
+        words.append(" | ".join(terms))
+    return tuple(words)
+
+
 def _decompress_pieces(head_dim: int) -> tuple[tuple[int, int], ...] | None:
     """(first dim, width) of each piece of a head dim cut into two powers of two >= MIN_PIECE, the
     larger first; None where the head dim is a power of two or cuts otherwise."""
@@ -245,7 +282,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             half=1 << (spec.bits - 1), word_offset=_word_offset(layout),
             fp16_search=fp16, fp16_levels=fp16 and _magnitude_search(fp16.symmetric_boundaries, spec.bits),
             coordinate_compress=coordinate, whole_rotation=whole,
-            pieces=_decompress_pieces(head_dim), word_groups=layout.dim_pad // layout.codes_per_group if coordinate
+            pieces=_decompress_pieces(head_dim), word_stores=_word_stores(layout), word_groups=layout.dim_pad // layout.codes_per_group if coordinate
             else layout.slot_pad,
             precision=repr({d: spec.rotation.precision_for(d) for d in spec.dtypes}),
             interleave=_interleave([f"v{j}" for j in range(layout.codes_per_group)]),

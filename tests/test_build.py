@@ -349,16 +349,40 @@ def test_decompress_cuts_head_dims_of_two_large_powers_of_two_into_pieces():
     assert "c1 = 64 + tl.arange(0, 32)" in body and "K_CHUNK" not in body
 
 
-def test_three_byte_groups_store_through_flattened_pointers_and_one_byte_groups_do_not():
-    """tq3 compress flattens its pointers, mask and words to one dim before its three byte stores (in two
-    dims Triton gave each lane its own row); tq4 and tq2 store one byte a group, contiguous, in two dims."""
-    for spec in ("tq3", "tq4", "tq2"):
-        for head_dim in (64, 128, 256):
-            source = Path(registry.load_variant(spec, head_dim).module.__file__).read_text()
-            body = source[source.index(f"def {spec}_d{head_dim}_compress("):source.index("def _load_words(")]
-            flattened = body.count("out = tl.reshape(out, (BLOCK_ROWS * (")
-            stores = body.count("tl.store(out")
-            if spec == "tq3":
-                assert flattened >= 1 and stores == 3 * flattened  # every form's three stores, flattened
-            else:
-                assert flattened == 0 and stores >= 1
+def test_three_byte_groups_store_words_or_flattened_bytes_and_one_byte_groups_store_bytes():
+    """tq3 compress stores four groups as three int32 words where a row's groups come in fours (head dim a
+    multiple of 32), else three one-byte stores a group; both flattened to one dim (in two dims Triton gave
+    each lane its own row). tq4 and tq2 store one byte a group, contiguous, in two dims."""
+    for spec, head_dim in [("tq3", d) for d in (64, 80, 96, 112, 128, 192, 256)] + [("tq4", 128), ("tq2", 256)]:
+        source = Path(registry.load_variant(spec, head_dim).module.__file__).read_text()
+        body = source[source.index(f"def {spec}_d{head_dim}_compress("):source.index("def _load_words(")]
+        flattened = body.count("out = tl.reshape(out, (BLOCK_ROWS * ")
+        stores = body.count("tl.store(out")
+        words = body.count("packed_ptr.to(tl.pointer_type(tl.int32))")
+        byte_stores = body.count(".to(tl.uint8), mask=out_ok)")
+        if spec != "tq3":
+            assert flattened == words == 0 and stores == byte_stores >= 1
+        elif head_dim % 32 == 0:
+            assert words == flattened >= 1 and stores == 3 * words and byte_stores == 0  # every form's
+        else:
+            assert words == 0 and flattened >= 1 and stores == byte_stores == 3 * flattened
+
+
+def test_word_stores_put_the_group_bytes_in_stream_order():
+    """render._word_stores's three int32 expressions, evaluated on random 24-bit group words and read back
+    as little-endian bytes, give the four groups' 12 bytes, each group's first byte highest."""
+    import numpy as np
+
+    from kernelgen.layout import PackLayout
+
+    words = render._word_stores(PackLayout(3, 128))
+    assert len(words) == 3
+    rng = np.random.default_rng()
+    groups = {f"g{i}": rng.integers(0, 1 << 24, size=1000, dtype=np.int32) for i in range(4)}
+    with np.errstate(over="ignore"):
+        stored = np.stack([eval(w, {}, groups).astype(np.int32) for w in words], axis=1)  # (n, 3) int32
+    got = stored.astype("<i4").view(np.uint8).reshape(-1, 12)
+    expected = np.stack([(groups[f"g{i}"] >> s) & 0xFF for i in range(4) for s in (16, 8, 0)], axis=1)
+    np.testing.assert_array_equal(got, expected.astype(np.uint8))
+    assert render._word_stores(PackLayout(3, 80)) is None  # 10 groups
+    assert render._word_stores(PackLayout(4, 128)) is None and render._word_stores(PackLayout(2, 128)) is None

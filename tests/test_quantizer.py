@@ -49,6 +49,29 @@ def test_out_buffers_are_filled_and_returned(q, device, gen):
     assert q.decompress(packed, norms, dtype=torch.bfloat16, out=out) is out
 
 
+@pytest.mark.parametrize("offset", [1, 2, 4])
+def test_compress_into_an_out_view_at_any_byte_offset_writes_its_bytes_and_nothing_around(device, gen, offset,
+                                                                                          monkeypatch):
+    """tq3 at D=128 writes packed rows as 4-byte words, so the kernel must get a packed pointer on a 4-byte
+    boundary: an out view off one goes through an aligned buffer. The bytes equal a fresh compress's and
+    the bytes around the view keep their poison."""
+    q = kernelgen.quantizer("tq3", 128, device=device)
+    x = torch.randn(9, 128, generator=gen, dtype=torch.float16).to(device)
+    expected_packed, expected_norms = q.compress(x)
+    buffer = torch.full((offset + 9 * 48 + 3,), 0xA5, dtype=torch.uint8, device=device)
+    packed = buffer[offset:offset + 9 * 48].view(9, 48)
+    norms = torch.full((9, 1), float("nan"), device=device)
+    handed = []
+    launch = q._launch
+    monkeypatch.setattr(q, "_launch", lambda op, n, dtype, *args: (handed.append(args[2].data_ptr()),
+                                                                   launch(op, n, dtype, *args)))
+    assert q.compress(x, out=(packed, norms))[0] is packed
+    assert torch.equal(packed, expected_packed) and torch.equal(norms, expected_norms)
+    assert torch.all(buffer[:offset] == 0xA5) and torch.all(buffer[offset + 9 * 48:] == 0xA5)
+    assert all(pointer % 4 == 0 for pointer in handed)
+    assert handed or not q._use_kernels
+
+
 def test_zero_vector_round_trips_to_zeros(q, device):
     x = torch.zeros(3, 128, dtype=torch.float16, device=device)
     packed, norms = q.compress(x)

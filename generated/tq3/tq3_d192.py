@@ -165,17 +165,24 @@ def tq3_d192_compress(
             # common offset 3.5 scaled the same (8388607.5): exact in fp32 (24 bits; every partial sum is a
             # multiple of 0.5 below 2^23), converted to an integer once
             word = (_signed_code(y0) * 2097152.0 + _signed_code(y1) * 262144.0 + _signed_code(y2) * 32768.0 + _signed_code(y3) * 4096.0 + _signed_code(y4) * 512.0 + _signed_code(y5) * 64.0 + _signed_code(y6) * 8.0 + _signed_code(y7) + 8388607.5).to(tl.int32)
-            groups = tl.arange(0, SLOT_PAD)
-            out_ok = row_ok[:, None] & (groups < GROUPS)[None, :]
-            out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
-            # flattened, groups fastest, so that a warp stores neighbouring groups of a row (in two dims Triton gives
-            # each lane a row of its own: a sector a byte); measured faster on an H100 (benchmarks/experiments/tq3_flat_bytes.py)
-            out = tl.reshape(out, (BLOCK_ROWS * (SLOT_PAD),))
-            out_ok = tl.reshape(tl.broadcast_to(out_ok, (BLOCK_ROWS, SLOT_PAD)), (BLOCK_ROWS * (SLOT_PAD),))
-            word = tl.reshape(word, (BLOCK_ROWS * (SLOT_PAD),))
-            tl.store(out, ((word >> 16) & 0xFF).to(tl.uint8), mask=out_ok)
-            tl.store(out + 1, ((word >> 8) & 0xFF).to(tl.uint8), mask=out_ok)
-            tl.store(out + 2, (word & 0xFF).to(tl.uint8), mask=out_ok)
+            # four byte groups are 12 bytes, 3 int32 words (little-endian), each word's bytes taken from the group
+            # words by shifts and masks; stored flattened, groups fastest: measured faster on an H100 than 3 one-byte
+            # stores a group (benchmarks/experiments/tq3_words.py)
+            QUADS: tl.constexpr = (SLOT_PAD) // 4
+            g02, g13 = tl.split(tl.reshape(word, (BLOCK_ROWS, QUADS, 2, 2)))  # [row, quad, s, t]: group 4*quad + 2s + t
+            g0, g2 = tl.split(g02)
+            g1, g3 = tl.split(g13)
+            p0 = tl.reshape((g0 >> 16) | (g0 & 0xFF00) | ((g0 << 16) & 0xFF0000) | ((g1 >> 16) << 24), (BLOCK_ROWS * QUADS,))
+            p1 = tl.reshape(((g1 >> 8) & 0xFF) | ((g1 << 8) & 0xFF00) | (g2 & 0xFF0000) | (((g2 >> 8) & 0xFF) << 24), (BLOCK_ROWS * QUADS,))
+            p2 = tl.reshape((g2 & 0xFF) | ((g3 >> 8) & 0xFF00) | ((g3 << 8) & 0xFF0000) | (g3 << 24), (BLOCK_ROWS * QUADS,))
+            quads = tl.arange(0, QUADS)
+            out_ok = row_ok[:, None] & (quads < GROUPS // 4)[None, :]
+            out = packed_ptr.to(tl.pointer_type(tl.int32)) + rows[:, None].to(tl.int64) * (PACKED_DIM // 4) + quads[None, :] * 3
+            out = tl.reshape(out, (BLOCK_ROWS * QUADS,))
+            out_ok = tl.reshape(tl.broadcast_to(out_ok, (BLOCK_ROWS, QUADS)), (BLOCK_ROWS * QUADS,))
+            tl.store(out, p0, mask=out_ok)
+            tl.store(out + 1, p1, mask=out_ok)
+            tl.store(out + 2, p2, mask=out_ok)
             if PREFETCH:
                 x = x_next
             elif ROW_BLOCKS > 1:
@@ -222,17 +229,24 @@ def tq3_d192_compress(
             # common offset 3.5 scaled the same (8388607.5): exact in fp32 (24 bits; every partial sum is a
             # multiple of 0.5 below 2^23), converted to an integer once
             word = (_signed_code(y0) * 2097152.0 + _signed_code(y1) * 262144.0 + _signed_code(y2) * 32768.0 + _signed_code(y3) * 4096.0 + _signed_code(y4) * 512.0 + _signed_code(y5) * 64.0 + _signed_code(y6) * 8.0 + _signed_code(y7) + 8388607.5).to(tl.int32)
-            groups = tl.arange(0, SLOT_PAD)
-            out_ok = row_ok[:, None] & (groups < GROUPS)[None, :]
-            out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
-            # flattened, groups fastest, so that a warp stores neighbouring groups of a row (in two dims Triton gives
-            # each lane a row of its own: a sector a byte); measured faster on an H100 (benchmarks/experiments/tq3_flat_bytes.py)
-            out = tl.reshape(out, (BLOCK_ROWS * (SLOT_PAD),))
-            out_ok = tl.reshape(tl.broadcast_to(out_ok, (BLOCK_ROWS, SLOT_PAD)), (BLOCK_ROWS * (SLOT_PAD),))
-            word = tl.reshape(word, (BLOCK_ROWS * (SLOT_PAD),))
-            tl.store(out, ((word >> 16) & 0xFF).to(tl.uint8), mask=out_ok)
-            tl.store(out + 1, ((word >> 8) & 0xFF).to(tl.uint8), mask=out_ok)
-            tl.store(out + 2, (word & 0xFF).to(tl.uint8), mask=out_ok)
+            # four byte groups are 12 bytes, 3 int32 words (little-endian), each word's bytes taken from the group
+            # words by shifts and masks; stored flattened, groups fastest: measured faster on an H100 than 3 one-byte
+            # stores a group (benchmarks/experiments/tq3_words.py)
+            QUADS: tl.constexpr = (SLOT_PAD) // 4
+            g02, g13 = tl.split(tl.reshape(word, (BLOCK_ROWS, QUADS, 2, 2)))  # [row, quad, s, t]: group 4*quad + 2s + t
+            g0, g2 = tl.split(g02)
+            g1, g3 = tl.split(g13)
+            p0 = tl.reshape((g0 >> 16) | (g0 & 0xFF00) | ((g0 << 16) & 0xFF0000) | ((g1 >> 16) << 24), (BLOCK_ROWS * QUADS,))
+            p1 = tl.reshape(((g1 >> 8) & 0xFF) | ((g1 << 8) & 0xFF00) | (g2 & 0xFF0000) | (((g2 >> 8) & 0xFF) << 24), (BLOCK_ROWS * QUADS,))
+            p2 = tl.reshape((g2 & 0xFF) | ((g3 >> 8) & 0xFF00) | ((g3 << 8) & 0xFF0000) | (g3 << 24), (BLOCK_ROWS * QUADS,))
+            quads = tl.arange(0, QUADS)
+            out_ok = row_ok[:, None] & (quads < GROUPS // 4)[None, :]
+            out = packed_ptr.to(tl.pointer_type(tl.int32)) + rows[:, None].to(tl.int64) * (PACKED_DIM // 4) + quads[None, :] * 3
+            out = tl.reshape(out, (BLOCK_ROWS * QUADS,))
+            out_ok = tl.reshape(tl.broadcast_to(out_ok, (BLOCK_ROWS, QUADS)), (BLOCK_ROWS * QUADS,))
+            tl.store(out, p0, mask=out_ok)
+            tl.store(out + 1, p1, mask=out_ok)
+            tl.store(out + 2, p2, mask=out_ok)
 
 
 @triton.jit

@@ -151,17 +151,24 @@ def tq3_d64_compress(
         # (column 8*n + j of y is code j of group n: scaled by 2^(3*(8-1-j)), summed over each group's 8 columns)
         scale = (1 << (3 * (7 - c % 8))).to(tl.float32)
         word = (tl.sum(tl.reshape(_signed_code(y) * scale[None, :], (BLOCK_ROWS, DIM_PAD // 8, 8)), axis=2) + 8388607.5).to(tl.int32)
-        groups = tl.arange(0, DIM_PAD // 8)
+        # four byte groups are 12 bytes, 3 int32 words (little-endian), each word's bytes taken from the group
+        # words by shifts and masks; stored flattened, groups fastest: measured faster on an H100 than 3 one-byte
+        # stores a group (benchmarks/experiments/tq3_words.py)
+        QUADS: tl.constexpr = (DIM_PAD // 8) // 4
+        g02, g13 = tl.split(tl.reshape(word, (BLOCK_ROWS, QUADS, 2, 2)))  # [row, quad, s, t]: group 4*quad + 2s + t
+        g0, g2 = tl.split(g02)
+        g1, g3 = tl.split(g13)
+        p0 = tl.reshape((g0 >> 16) | (g0 & 0xFF00) | ((g0 << 16) & 0xFF0000) | ((g1 >> 16) << 24), (BLOCK_ROWS * QUADS,))
+        p1 = tl.reshape(((g1 >> 8) & 0xFF) | ((g1 << 8) & 0xFF00) | (g2 & 0xFF0000) | (((g2 >> 8) & 0xFF) << 24), (BLOCK_ROWS * QUADS,))
+        p2 = tl.reshape((g2 & 0xFF) | ((g3 >> 8) & 0xFF00) | ((g3 << 8) & 0xFF0000) | (g3 << 24), (BLOCK_ROWS * QUADS,))
+        quads = tl.arange(0, QUADS)
         out_ok = row_ok[:, None]
-        out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
-        # flattened, groups fastest, so that a warp stores neighbouring groups of a row (in two dims Triton gives
-        # each lane a row of its own: a sector a byte); measured faster on an H100 (benchmarks/experiments/tq3_flat_bytes.py)
-        out = tl.reshape(out, (BLOCK_ROWS * (DIM_PAD // 8),))
-        out_ok = tl.reshape(tl.broadcast_to(out_ok, (BLOCK_ROWS, DIM_PAD // 8)), (BLOCK_ROWS * (DIM_PAD // 8),))
-        word = tl.reshape(word, (BLOCK_ROWS * (DIM_PAD // 8),))
-        tl.store(out, ((word >> 16) & 0xFF).to(tl.uint8), mask=out_ok)
-        tl.store(out + 1, ((word >> 8) & 0xFF).to(tl.uint8), mask=out_ok)
-        tl.store(out + 2, (word & 0xFF).to(tl.uint8), mask=out_ok)
+        out = packed_ptr.to(tl.pointer_type(tl.int32)) + rows[:, None].to(tl.int64) * (PACKED_DIM // 4) + quads[None, :] * 3
+        out = tl.reshape(out, (BLOCK_ROWS * QUADS,))
+        out_ok = tl.reshape(tl.broadcast_to(out_ok, (BLOCK_ROWS, QUADS)), (BLOCK_ROWS * QUADS,))
+        tl.store(out, p0, mask=out_ok)
+        tl.store(out + 1, p1, mask=out_ok)
+        tl.store(out + 2, p2, mask=out_ok)
         if PREFETCH:
             x = x_next
         elif ROW_BLOCKS > 1:
