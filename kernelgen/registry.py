@@ -36,9 +36,8 @@ COLUMN_SPLIT_MAX_ROWS = 2048
 # Compress and decompress kernels take several row blocks a program, one after the other with the
 # rotation loaded once, from these row buckets on:
 # op -> ((first bucket, blocks), ...), the largest first; smaller buckets take one block a program.
-# The figures below are D=128. At D=192/256 (benchmarks/experiments/wide_rows_one_step.py, 1M rows) 16
-# compress blocks were 2-5% faster than 8 (a per-head-dim rule left for later), and 4 decompress blocks of
-# 128 rows were the best measured.
+# The figures below are D=128; rows padded past 128 (D=192/256) take WIDE_COMPRESS_ROW_BLOCKS compress
+# blocks at the largest bucket (below).
 # Decompress, measured on an H100, D=128, fp16, at the shipped configs of the day
 # (benchmarks/experiments/row_blocks_sizes.py): 65,536 rows, 2 blocks 15.2 µs against 16.5 with one (tq4),
 # 15.6 against 16.0 (tq2), 18.3 against 18.1 (tq3), 4 blocks slower for all three; 262,144 rows, 4 blocks
@@ -55,6 +54,12 @@ ROW_BLOCKS_FROM_BUCKET = {
     "compress": ((1 << 20, 8), (1 << 16, 4)),
     "decompress": ((1 << 18, 4), (1 << 16, 2)),
 }
+# Compress of rows padded past 128 (D=192, 256) at the largest row bucket: (rows padded past, blocks).
+# Measured on an H100, 1M fp16 rows, shipped configs (benchmarks/experiments/row_blocks_dims.py, two rounds
+# each), 16 blocks against 8: tq4 D=256 476.5 / 477.6 against 496.4 / 496.8 µs, tq3 576.8 / 575.7 against
+# 595.3 / 594.4, tq2 428.8 / 429.8 against 436.2 / 437.8 (and tq4 D=192/256 2-5% faster in
+# benchmarks/experiments/wide_rows_one_step.py). At D<=128 16 blocks were within 2% of 8, either way.
+WIDE_COMPRESS_ROW_BLOCKS = (128, 16)
 OPS = ("compress", "decompress", "decompress_rotated")
 
 _added_paths: list[Path] = []
@@ -109,14 +114,16 @@ def available() -> dict[str, tuple[int, ...]]:
     return {name: tuple(v.head_dim for v in m.variants) for name, (_, m) in sorted(_manifests().items())}
 
 
-def row_blocks(op: str, bucket: int, dtype: str) -> int:
-    """Row blocks a program of op's kernel takes at this row bucket and dtype (see
-    ROW_BLOCKS_FROM_BUCKET). Compress of fp32 rows takes one: with several, its best config (128 rows,
-    8 warps) needs more shared memory than an H100 has (256 KB), and the rest ran slower than it
-    (benchmarks/experiments/fp32_compress_before_after.py: 1M rows, 755.6 µs against 905.7 µs at best
-    with 8 blocks)."""
+def row_blocks(op: str, bucket: int, dtype: str, dim_pad: int = 0) -> int:
+    """Row blocks a program of op's kernel takes at this row bucket and dtype, for rows padded to dim_pad
+    (see ROW_BLOCKS_FROM_BUCKET and WIDE_COMPRESS_ROW_BLOCKS). Compress of fp32 rows takes one: with
+    several, its best config (128 rows, 8 warps) needs more shared memory than an H100 has (256 KB), and
+    the rest ran slower than it (benchmarks/experiments/fp32_compress_before_after.py: 1M rows, 755.6 µs
+    against 905.7 µs at best with 8 blocks)."""
     if op == "compress" and dtype == "float32":
         return 1
+    if op == "compress" and dim_pad > WIDE_COMPRESS_ROW_BLOCKS[0] and bucket >= MAX_ROW_BUCKET:
+        return WIDE_COMPRESS_ROW_BLOCKS[1]
     return next((blocks for first, blocks in ROW_BLOCKS_FROM_BUCKET[op] if bucket >= first), 1)
 
 
@@ -320,7 +327,7 @@ class BoundKernel:
         if self.output_steps > 1:
             meta["COLUMN_SPLIT"] = bucket <= COLUMN_SPLIT_MAX_ROWS
         if self.loops_rows:
-            meta["ROW_BLOCKS"] = row_blocks(self.op, bucket, dtype)
+            meta["ROW_BLOCKS"] = row_blocks(self.op, bucket, dtype, self.variant.layout.dim_pad)
         if self.inline_ptx:
             meta["INLINE_PTX"] = runs_ptx(self.interpreted)
         return meta

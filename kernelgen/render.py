@@ -231,6 +231,20 @@ def _word_stores(layout: PackLayout) -> tuple[str, ...] | None:
     return tuple(words)
 
 
+# Where a byte group is several bytes (3 bits), `_load_words` can read a group's bytes as neighbours of one
+# (rows, groups, 4) load instead of one (rows, groups) load a byte, whose lanes Triton spreads over rows.
+# Measured on an H100 (tq3, 1M fp16 rows, shipped configs, benchmarks/experiments/tq3_byte_loads.py),
+# along the row against a byte a load: decompress D=128 169.0 against 181.9 µs, D=64 74.2 against 79.6,
+# but D=96 (in pieces) 131.9 against 127.0 and D=256 640.0 against 618.1; decompress_rotated D=256 235.9
+# against 251.0, but D=64 79.2 against 60.3, D=96 93.6 against 88.2, D=128 116.5 both. So: decompress
+# of rows that fit one step without pieces, and decompress_rotated of rows wider than ROW_CHUNK.
+def _row_loads(layout: PackLayout, pieces) -> dict[str, bool] | None:
+    """Which kernels load their byte groups along the row (see above); None where a group is one byte."""
+    if layout.bytes_per_group == 1:
+        return None
+    return {"decompress": pieces is None and layout.dim_pad <= ROW_CHUNK, "rotated": layout.dim_pad > ROW_CHUNK}
+
+
 def _decompress_pieces(head_dim: int) -> tuple[tuple[int, int], ...] | None:
     """(first dim, width) of each piece of a head dim cut into two powers of two >= MIN_PIECE, the
     larger first; None where the head dim is a power of two or cuts otherwise."""
@@ -282,7 +296,8 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             half=1 << (spec.bits - 1), word_offset=_word_offset(layout),
             fp16_search=fp16, fp16_levels=fp16 and _magnitude_search(fp16.symmetric_boundaries, spec.bits),
             coordinate_compress=coordinate, whole_rotation=whole,
-            pieces=_decompress_pieces(head_dim), word_stores=_word_stores(layout), word_groups=layout.dim_pad // layout.codes_per_group if coordinate
+            pieces=_decompress_pieces(head_dim), row_loads=_row_loads(layout, _decompress_pieces(head_dim)),
+            word_stores=_word_stores(layout), word_groups=layout.dim_pad // layout.codes_per_group if coordinate
             else layout.slot_pad,
             precision=repr({d: spec.rotation.precision_for(d) for d in spec.dtypes}),
             interleave=_interleave([f"v{j}" for j in range(layout.codes_per_group)]),

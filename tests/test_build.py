@@ -386,3 +386,27 @@ def test_word_stores_put_the_group_bytes_in_stream_order():
     np.testing.assert_array_equal(got, expected.astype(np.uint8))
     assert render._word_stores(PackLayout(3, 80)) is None  # 10 groups
     assert render._word_stores(PackLayout(4, 128)) is None and render._word_stores(PackLayout(2, 128)) is None
+
+
+def test_three_byte_groups_load_along_the_row_where_it_measured_faster():
+    """render._row_loads: tq3 decompress loads each group's bytes as neighbours of one (rows, groups, 4)
+    load where a row fits one step without pieces, and decompress_rotated where rows are wider than
+    ROW_CHUNK; every other tq3 kernel loads a byte a load; one-byte groups (tq4, tq2) have one form only."""
+    import re
+
+    calls = {}
+    for spec, head_dim in [("tq3", d) for d in (64, 80, 96, 112, 128, 192, 256)] + [("tq4", 128), ("tq2", 256)]:
+        source = Path(registry.load_variant(spec, head_dim).module.__file__).read_text()
+
+        def flags(kernel):
+            body = source[source.index(f"def {spec}_d{head_dim}_{kernel}("):]
+            body = body[:body.index("\n@triton")] if "\n@triton" in body else body
+            return set(re.findall(r"_coordinate_centroids\(packed_ptr, [^\n]*?, (True|False)\)", body))
+        calls[spec, head_dim] = (flags("decompress"), flags("decompress_rotated"))
+        assert ("ALONG_ROW: tl.constexpr" in source) == (spec == "tq3")
+    assert calls["tq4", 128] == calls["tq2", 256] == (set(), set())
+    for head_dim in (64, 80, 112, 128):
+        assert calls["tq3", head_dim] == ({"True"}, {"False"})
+    assert calls["tq3", 96] == ({"False"}, {"False"})  # decompress in pieces
+    for head_dim in (192, 256):
+        assert calls["tq3", head_dim] == ({"False"}, {"True"})

@@ -169,14 +169,30 @@ def test_compress_runs_its_fp16_search_as_ptx_only_outside_the_interpreter():
     kernel.interpreted = False
     assert kernel.meta(config, "float16", 8) == {"BLOCK_ROWS": 32, "num_warps": 4, "num_stages": 1,
                                                   "PRECISION": "fp16", "INLINE_PTX": True, "ROW_BLOCKS": 1}
-    assert kernel.meta(config, "float16", 1 << 20)["ROW_BLOCKS"] == 8
+    assert kernel.meta(config, "float16", 1 << 20)["ROW_BLOCKS"] == 16  # rows padded past 128
     kernel.interpreted = True
     assert kernel.meta(config, "float16", 8)["INLINE_PTX"] is False
     tq3 = registry.BoundKernel(registry.load_variant("tq3", 128), "compress")
     assert not tq3.inline_ptx and "INLINE_PTX" not in tq3.meta(config, "float16", 1 << 20)
     tq3_wide = registry.BoundKernel(registry.load_variant("tq3", 256), "compress")
     assert tq3_wide.meta(config, "float16", 1 << 20) == {"BLOCK_ROWS": 32, "num_warps": 4, "num_stages": 1,
-                                                         "PRECISION": "fp16", "ROW_BLOCKS": 8}
+                                                         "PRECISION": "fp16", "ROW_BLOCKS": 16}
+
+
+def test_compress_of_rows_padded_past_128_takes_16_row_blocks_at_the_largest_bucket():
+    """registry.WIDE_COMPRESS_ROW_BLOCKS: D=192/256 compress takes 16 row blocks a program at 2^20 rows,
+    D<=128 keeps 8; smaller buckets, decompress and fp32 rows keep their own rule."""
+    config = tuning.LaunchConfig(64, 8, 1)
+    for spec, head_dim, blocks in (("tq4", 256, 16), ("tq3", 192, 16), ("tq2", 256, 16), ("tq4", 128, 8),
+                                   ("tq3", 96, 8), ("tq2", 64, 8)):
+        kernel = registry.BoundKernel(registry.load_variant(spec, head_dim), "compress")
+        assert kernel.meta(config, "float16", 1 << 20)["ROW_BLOCKS"] == blocks
+        assert kernel.meta(config, "bfloat16", 1 << 19)["ROW_BLOCKS"] == 4
+        assert kernel.meta(config, "float32", 1 << 20)["ROW_BLOCKS"] == 1
+    wide_decompress = registry.BoundKernel(registry.load_variant("tq4", 256), "decompress")
+    assert wide_decompress.meta(config, "float16", 1 << 20)["ROW_BLOCKS"] == 4
+    assert registry.row_blocks("compress", 1 << 20, "float16", 256) == 16
+    assert registry.row_blocks("compress", 1 << 20, "float16", 128) == registry.row_blocks("compress", 1 << 20, "float16") == 8
 
 
 def test_compress_runs_the_triton_form_of_its_fp16_search_on_rocm(monkeypatch):

@@ -250,22 +250,38 @@ def tq3_d192_compress(
 
 
 @triton.jit
-def _load_words(packed_ptr, rows, row_ok, first_group, WIDTH: tl.constexpr):
-    """Byte groups [first_group, first_group + WIDTH) of each row as int32 words, first byte highest."""
+def _load_words(packed_ptr, rows, row_ok, first_group, WIDTH: tl.constexpr, ALONG_ROW: tl.constexpr):
+    """Byte groups [first_group, first_group + WIDTH) of each row as int32 words, first byte highest.
+    ALONG_ROW: one (rows, groups, 4) load, a group's bytes neighbours and the fourth masked off, so a warp's
+    lanes read a run of one row; else one (rows, groups) load a byte, where Triton gives each lane a row of
+    its own. Each kernel passes the form measured faster on an H100 for it
+    (benchmarks/experiments/tq3_byte_loads.py)."""
     groups = first_group + tl.arange(0, WIDTH)
-    ok = row_ok[:, None] & (groups < GROUPS)[None, :]
-    src = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
-    word = tl.load(src, mask=ok, other=0).to(tl.int32) << 16
-    word |= tl.load(src + 1, mask=ok, other=0).to(tl.int32) << 8
-    word |= tl.load(src + 2, mask=ok, other=0).to(tl.int32)
+    if ALONG_ROW:
+        t = tl.arange(0, 4)
+        ok = row_ok[:, None, None] & (groups < GROUPS)[None, :, None] & (t < BYTES_PER_GROUP)[None, None, :]
+        src = (packed_ptr + rows[:, None, None].to(tl.int64) * PACKED_DIM + groups[None, :, None] * BYTES_PER_GROUP
+               + t[None, None, :])
+        b = tl.reshape(tl.load(src, mask=ok, other=0).to(tl.int32), (rows.shape[0], WIDTH, 2, 2))  # byte 2a + c
+        b02, b13 = tl.split(b)
+        b0, b2 = tl.split(b02)
+        b1, b3 = tl.split(b13)
+        word = (b0 << 16) | (b1 << 8) | b2
+    else:
+        ok = row_ok[:, None] & (groups < GROUPS)[None, :]
+        src = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
+        word = tl.load(src, mask=ok, other=0).to(tl.int32) << 16
+        word |= tl.load(src + 1, mask=ok, other=0).to(tl.int32) << 8
+        word |= tl.load(src + 2, mask=ok, other=0).to(tl.int32)
     return word
 
 
 @triton.jit
-def _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, first_group, WIDTH: tl.constexpr):
+def _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, first_group, WIDTH: tl.constexpr,
+                          ALONG_ROW: tl.constexpr):
     """The centroids of byte groups [first_group, first_group + WIDTH) of each row in coordinate order:
     (rows, 8 * WIDTH), column 8*n + j = code j of group n (one gather a code, the slots joined)."""
-    word = _load_words(packed_ptr, rows, row_ok, first_group, WIDTH)
+    word = _load_words(packed_ptr, rows, row_ok, first_group, WIDTH, ALONG_ROW)
     v0 = _centroid(centroids_ptr, (word >> 21) & CODE_MASK)
     v1 = _centroid(centroids_ptr, (word >> 18) & CODE_MASK)
     v2 = _centroid(centroids_ptr, (word >> 15) & CODE_MASK)
@@ -305,7 +321,7 @@ def tq3_d192_decompress(
             out_rows = out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM
             x = tl.zeros((BLOCK_ROWS, OUT_CHUNK), dtype=tl.float32)
             for c0 in tl.static_range(0, DIM_PAD, K_CHUNK):  # K_CHUNK coordinates a product: bounds shared memory
-                a = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, c0 // 8, K_CHUNK // 8)
+                a = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, c0 // 8, K_CHUNK // 8, False)
                 x = _dot(a, tl.load(rotation_ptr + (c0 + c) * DIM_PAD + k0 + k), x, PRECISION)
             dims = k0 + tl.arange(0, OUT_CHUNK)
             tl.store(out_rows + dims[None, :], (x * norm).to(out_ptr.dtype.element_ty),
@@ -317,7 +333,7 @@ def tq3_d192_decompress(
             row_ok = rows < n_rows
             norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
             out_rows = out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM
-            a = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, 0, DIM_PAD // 8)
+            a = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, 0, DIM_PAD // 8, False)
             x = _dot(a, rotation, tl.zeros((BLOCK_ROWS, DIM_PAD), dtype=tl.float32), PRECISION)
             dims = tl.arange(0, DIM_PAD)
             tl.store(out_rows + dims[None, :], (x * norm).to(out_ptr.dtype.element_ty),
@@ -331,7 +347,7 @@ def tq3_d192_decompress(
             for k0 in range(0, DIM_PAD, OUT_CHUNK):
                 x = tl.zeros((BLOCK_ROWS, OUT_CHUNK), dtype=tl.float32)
                 for c0 in tl.static_range(0, DIM_PAD, K_CHUNK):  # K_CHUNK coordinates a product: bounds shared memory
-                    a = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, c0 // 8, K_CHUNK // 8)
+                    a = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, c0 // 8, K_CHUNK // 8, False)
                     x = _dot(a, tl.load(rotation_ptr + (c0 + c) * DIM_PAD + k0 + k), x, PRECISION)
                 dims = k0 + tl.arange(0, OUT_CHUNK)
                 tl.store(out_rows + dims[None, :], (x * norm).to(out_ptr.dtype.element_ty),
@@ -350,7 +366,7 @@ def tq3_d192_decompress_rotated(
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
     norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
-    values = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, 0, SLOT_PAD)
+    values = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, 0, SLOT_PAD, True)
     cols = tl.arange(0, SLOT_PAD * 8)
     tl.store(out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + cols[None, :],
              (values * norm).to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & (cols < HEAD_DIM)[None, :])
