@@ -236,13 +236,16 @@ def _word_stores(layout: PackLayout) -> tuple[str, ...] | None:
 # Measured on an H100 (tq3, 1M fp16 rows, shipped configs, benchmarks/experiments/tq3_byte_loads.py),
 # along the row against a byte a load: decompress D=128 169.0 against 181.9 µs, D=64 74.2 against 79.6,
 # but D=96 (in pieces) 131.9 against 127.0 and D=256 640.0 against 618.1; decompress_rotated D=256 235.9
-# against 251.0, but D=64 79.2 against 60.3, D=96 93.6 against 88.2, D=128 116.5 both. So: decompress
-# of rows that fit one step without pieces, and decompress_rotated of rows wider than ROW_CHUNK.
+# against 251.0, but D=64 79.2 against 60.3, D=96 93.6 against 88.2, D=128 116.5 both; in `kernelgen bench`
+# after re-tuning, D=192 (whose 24 groups fill 32 of the tile) 183.2 µs (88.0% of copy) against 172.1
+# (93.2%, benchmarks/h100-tq3-words-192.md) with a byte a load. So: decompress of rows that fit one step
+# without pieces, and decompress_rotated of rows wider than ROW_CHUNK whose groups fill the tile.
 def _row_loads(layout: PackLayout, pieces) -> dict[str, bool] | None:
     """Which kernels load their byte groups along the row (see above); None where a group is one byte."""
     if layout.bytes_per_group == 1:
         return None
-    return {"decompress": pieces is None and layout.dim_pad <= ROW_CHUNK, "rotated": layout.dim_pad > ROW_CHUNK}
+    return {"decompress": pieces is None and layout.dim_pad <= ROW_CHUNK,
+            "rotated": layout.dim_pad > ROW_CHUNK and layout.groups == layout.slot_pad}
 
 
 def _decompress_pieces(head_dim: int) -> tuple[tuple[int, int], ...] | None:

@@ -366,7 +366,7 @@ def tq3_d192_decompress_rotated(
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
     norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
-    values = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, 0, SLOT_PAD, True)
+    values = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, 0, SLOT_PAD, False)
     cols = tl.arange(0, SLOT_PAD * 8)
     tl.store(out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + cols[None, :],
              (values * norm).to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & (cols < HEAD_DIM)[None, :])
