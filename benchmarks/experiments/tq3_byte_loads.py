@@ -8,7 +8,9 @@ word from its bytes either by a sum over t of the bytes shifted (`sum`), or by s
 bytes (`split`). Forms, from the checkout's generated tq3 modules by a text patch of `_load_words`:
 bytes (the checkout), sum, split. At the config of the shipped H100 table (run without
 KERNELGEN_AUTOTUNE=0) and the registry's metas, timed as `kernelgen bench` times, fp16, against the same
-run's copy; outputs compared with the checkout's (equal: the same codes).
+run's copy; outputs compared with the checkout's (equal: the same codes). Ran on commit f364588, whose
+`_load_words` loads a byte a load; since then the checkout's kernels take ALONG_ROW (the patch still
+replaces the body, but the "bytes" column is then the shipped mix of forms).
 Usage (CUDA machine, repo root): PYTHONPATH=$PWD python3 benchmarks/experiments/tq3_byte_loads.py [dims...]
 """
 import importlib.util
