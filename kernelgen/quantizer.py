@@ -147,8 +147,8 @@ class Quantizer:
         if n == 0:
             return packed, norms
         if self._use_kernels:
-            # The kernels may write packed rows as 4-byte words (tq3 at head dims that are multiples of 32): an `out`
-            # view that starts off a 4-byte boundary gets them through an aligned buffer.
+            # The kernels may write packed rows as 4-byte words (tq3 at head dims that are multiples of 32):
+            # an `out` view that starts off a 4-byte boundary gets them through an aligned buffer.
             target = packed if packed.data_ptr() % 4 == 0 else torch.empty(packed.shape, dtype=packed.dtype,
                                                                             device=packed.device)
             args = self._kernel_args("compress", rows.dtype, (rows,), (target, norms))

@@ -195,7 +195,7 @@ COORDINATE_COMPRESS_CODES_PER_GROUP = 8
 
 
 # compress stores the packed bytes as int32 words where a byte group is several bytes (3 bits: 3 bytes)
-# and a row's groups come in fours (head dim a multiple of 32): four groups, three words, instead of one
+# and a row's groups come in fours (head dim a multiple of 32): four groups, three words, instead of a
 # one-byte store a byte. Measured on an H100 (tq3, 1M fp16 rows, B64 w4,
 # benchmarks/experiments/tq3_words.py): D=128 164.4 against 196.6 µs, D=64 78.7 against 90.6, D=96 159.9
 # against 186.8, D=256 845.8 against 1,000.9; 8 rows at D=256 5.7 against 8.1 µs. The same words in
