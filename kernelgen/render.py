@@ -200,6 +200,8 @@ COORDINATE_COMPRESS_CODES_PER_GROUP = 8
 # benchmarks/experiments/tq3_words.py): D=128 164.4 against 196.6 µs, D=64 78.7 against 90.6, D=96 159.9
 # against 186.8, D=256 845.8 against 1,000.9; 8 rows at D=256 5.7 against 8.1 µs. The same words in
 # decompress's loads were slower (D=128 224.4 against 181.1 µs): it keeps its one-byte loads.
+# The template takes a row's groups apart in fours (two tl.split of a (..., 2, 2) reshape), so
+# WORD_GROUPS is 4, and a word is 4 bytes (the int32 stores).
 WORD_GROUPS = 4
 WORD_BYTES = 4
 
@@ -290,6 +292,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
                       and layout.dim_pad <= ROW_CHUNK)
         fp16 = None if coordinate else _fp16_search(codebook.boundaries, layout)
         whole = ROW_CHUNK < layout.dim_pad <= WHOLE_ROTATION_MAX_DIM  # wide rows, the rotation fits shared memory
+        pieces = _decompress_pieces(head_dim)
         source = template.render(
             version=__version__, spec=spec, spec_path=spec_path, spec_hash=spec.digest(),
             layout=layout, codebook=codebook, names=names,
@@ -299,7 +302,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             half=1 << (spec.bits - 1), word_offset=_word_offset(layout),
             fp16_search=fp16, fp16_levels=fp16 and _magnitude_search(fp16.symmetric_boundaries, spec.bits),
             coordinate_compress=coordinate, whole_rotation=whole,
-            pieces=_decompress_pieces(head_dim), row_loads=_row_loads(layout, _decompress_pieces(head_dim)),
+            pieces=pieces, row_loads=_row_loads(layout, pieces),
             word_stores=_word_stores(layout), word_groups=layout.dim_pad // layout.codes_per_group if coordinate
             else layout.slot_pad,
             precision=repr({d: spec.rotation.precision_for(d) for d in spec.dtypes}),
