@@ -60,6 +60,17 @@ ROW_BLOCKS_FROM_BUCKET = {
 # 595.3 / 594.4, tq2 428.8 / 429.8 against 436.2 / 437.8 (and tq4 D=192/256 2-5% faster in
 # benchmarks/experiments/wide_rows_one_step.py). At D<=128 16 blocks were within 2% of 8, either way.
 WIDE_COMPRESS_ROW_BLOCKS = (128, 16)
+# Compress of rows padded past 128 with fp16 operands (the whole rotation in shared memory, 128 KB at 256)
+# can give each row block's slot columns to SLOT_SPLIT neighbouring programs, each loading that share of
+# the rotation and reading the rows itself (all but the first from L2).
+# SLOT_SPLIT_RULE: (largest row bucket, bits -> programs; other bit widths 1).
+# Measured on an H100, fp16, at the shipped configs (benchmarks/experiments/column_shares_wide.py; up to
+# 65,536 rows the lower of two timings): 8 rows, 2 programs against 1, tq4 D=256 3.4 against 4.4 µs, D=192
+# 3.4 against 4.4; tq3 D=256 5.2 against 5.8, D=192 4.6 against 6.0; 2,048 rows tq4 D=256 4.6 against 5.4,
+# tq3 D=192 6.8 against 7.3. tq2 was slower with 2 (D=192 8 rows 5.5 against 4.2, 2,048 rows 6.9 against
+# 5.0) and with 4 (2,048 rows 7.9-8.1); at 65,536 rows all were slower (tq4 D=256 52.2 against 37.3), and
+# at 1M rows too (tq4 D=256 540.8 at best against 479.3).
+SLOT_SPLIT_RULE = (COLUMN_SPLIT_MAX_ROWS, {4: 2, 3: 2})
 OPS = ("compress", "decompress", "decompress_rotated")
 
 _added_paths: list[Path] = []
@@ -125,6 +136,13 @@ def row_blocks(op: str, bucket: int, dtype: str, dim_pad: int = 0) -> int:
     if op == "compress" and dim_pad > WIDE_COMPRESS_ROW_BLOCKS[0] and bucket >= MAX_ROW_BUCKET:
         return WIDE_COMPRESS_ROW_BLOCKS[1]
     return next((blocks for first, blocks in ROW_BLOCKS_FROM_BUCKET[op] if bucket >= first), 1)
+
+
+def slot_split(bucket: int, bits: int, precision: str) -> int:
+    """Programs that share each row block of a wide compress kernel at this row bucket (SLOT_SPLIT_RULE);
+    1 where the products take fp32 operands (two passes a block, no rotation in shared memory)."""
+    max_bucket, programs = SLOT_SPLIT_RULE
+    return programs.get(bits, 1) if precision == "fp16" and bucket <= max_bucket else 1
 
 
 def row_bucket(n_rows: int) -> int:
@@ -305,6 +323,7 @@ class BoundKernel:
         self.output_steps = (module.DIM_PAD.value // module.OUT_CHUNK.value
                              if "COLUMN_SPLIT" in self.fn.arg_names else 1)
         self.loops_rows = "ROW_BLOCKS" in self.fn.arg_names  # a program can take several row blocks
+        self.splits_slots = "SLOT_SPLIT" in self.fn.arg_names  # wide compress: see SLOT_SPLIT_RULE
         # compress with the fp16 search: its PTX on a GPU, its Triton form under the interpreter
         self.inline_ptx = "INLINE_PTX" in self.fn.arg_names
         self._memo: dict[tuple, tuple] = {}
@@ -330,6 +349,8 @@ class BoundKernel:
             meta["ROW_BLOCKS"] = row_blocks(self.op, bucket, dtype, self.variant.layout.dim_pad)
         if self.inline_ptx:
             meta["INLINE_PTX"] = runs_ptx(self.interpreted)
+        if self.splits_slots:
+            meta["SLOT_SPLIT"] = slot_split(bucket, self.variant.layout.bits, meta["PRECISION"])
         return meta
 
     def launch_forms(self, space: list[tuning.LaunchConfig], dtype: str, buckets: list[int]) -> list:
@@ -350,10 +371,16 @@ class BoundKernel:
         """Rows one program covers on grid axis 0: BLOCK_ROWS, times ROW_BLOCKS where the kernel loops."""
         return meta["BLOCK_ROWS"] * meta.get("ROW_BLOCKS", 1)
 
+    @staticmethod
+    def shares(meta: dict) -> int:
+        """Neighbouring programs on grid axis 0 that take the same rows (SLOT_SPLIT, see SLOT_SPLIT_RULE)."""
+        return meta.get("SLOT_SPLIT", 1)
+
     def grid(self, n_rows: int, meta: dict) -> tuple[int, int]:
-        """Programs on grid axes 0 (row blocks, or groups of ROW_BLOCKS of them) and 1 (output steps,
-        where COLUMN_SPLIT is set)."""
-        return -(-n_rows // self.rows_per_program(meta)), self.output_steps if meta.get("COLUMN_SPLIT") else 1
+        """Programs on grid axes 0 (row blocks, or groups of ROW_BLOCKS of them, times the programs that
+        share each one's rows) and 1 (output steps, where COLUMN_SPLIT is set)."""
+        return (-(-n_rows // self.rows_per_program(meta)) * self.shares(meta),
+                self.output_steps if meta.get("COLUMN_SPLIT") else 1)
 
     def constexpr_args(self, meta: dict, n_tensors: int) -> tuple:
         """The values of the kernel's constexpr parameters (after the tensors, n_rows and ROW_BUCKET), in
@@ -384,9 +411,10 @@ class BoundKernel:
             config = self.config(n_rows, dtype, device, args)
             meta = self.meta(config, dtype, bucket)
             constexprs = self.constexpr_args(meta, len(args))
-            memo = self._memo[key] = (self.rows_per_program(meta), meta, config, constexprs, self.grid(1, meta)[1])
-        block, meta, _, constexprs, steps = memo
-        grid = (-(-n_rows // block), steps)
+            memo = self._memo[key] = (self.rows_per_program(meta), meta, config, constexprs, self.grid(1, meta)[1],
+                                      self.shares(meta))
+        block, meta, _, constexprs, steps, shares = memo
+        grid = (-(-n_rows // block) * shares, steps)
         if not self._direct:
             self.fn[grid](*args, n_rows, bucket, **meta)
             return

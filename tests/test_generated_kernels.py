@@ -208,6 +208,31 @@ def test_fp16_and_bf16_data_run_the_spec_s_fp16_operands_and_search(spec, device
         assert (codes != exact).sum() >= 5  # 30-130 expected: the rotation operand is not fp32
 
 
+WIDE_COMPRESS = [pytest.param(s, d, split, id=f"{s}-d{d}-split{split}") for s, d, _, _ in VARIANTS
+                 for split in (2, 4) if "SLOT_SPLIT" in registry.load_variant(s, d).kernel("compress").fn.arg_names
+                 and registry.load_variant(s, d).layout.slot_pad // split >= 16]
+
+
+@pytest.mark.parametrize("spec,head_dim,split", WIDE_COMPRESS)
+def test_wide_compress_with_its_slot_columns_split_over_programs_matches_reference(spec, head_dim, split, device,
+                                                                                  gen, monkeypatch):
+    """SLOT_SPLIT (registry.SLOT_SPLIT_RULE), forced for every bit width: `split` programs take each row
+    block, each a share of every slot's columns; every byte written once (poison gone), the norm by one of
+    them, two row blocks and a partial one."""
+    monkeypatch.setattr(registry, "SLOT_SPLIT_RULE", (1 << 20, {2: split, 3: split, 4: split}))
+    q = kernelgen.quantizer(spec, head_dim, device=device)
+    rows = 2 * q._kernels["compress"].configs[0].kwargs["BLOCK_ROWS"] + 5
+    x = (torch.randn(rows, head_dim, generator=gen) * torch.rand(rows, 1, generator=gen) * 4).half()
+    packed = torch.full((rows, q.packed_dim), 0xA5, dtype=torch.uint8, device=device)  # poison
+    norms = torch.full((rows, 1), float("nan"), device=device)
+    q.compress(x.to(device), out=(packed, norms))
+    assert [m[1]["SLOT_SPLIT"] for m in q._kernels["compress"]._memo.values()] == [split]
+    ref_packed, ref_norms, ref_codes, y = reference.compress(x, q.rotation.cpu(), q.boundaries.cpu(), q.bits)
+    torch.testing.assert_close(norms.cpu().double().view(-1), ref_norms, rtol=1e-5, atol=1e-6)
+    codes = reference.unpack_bitstream(packed.cpu(), q.bits, head_dim)
+    _check_codes(codes, ref_codes, y, q.boundaries.cpu(), q.precision[torch.float16])
+
+
 # Every compress kernel takes row blocks (over 128 dims: the one-step form for fp16 operands, two passes
 # a block for fp32 rows).
 ROW_BLOCK_COMPRESS = [pytest.param(s, d, dt, id=f"{s}-d{d}-{dt}") for s, d, dtypes, _ in VARIANTS

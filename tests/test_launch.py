@@ -168,7 +168,8 @@ def test_compress_runs_its_fp16_search_as_ptx_only_outside_the_interpreter():
     config = tuning.LaunchConfig(32, 4, 1)
     kernel.interpreted = False
     assert kernel.meta(config, "float16", 8) == {"BLOCK_ROWS": 32, "num_warps": 4, "num_stages": 1,
-                                                  "PRECISION": "fp16", "INLINE_PTX": True, "ROW_BLOCKS": 1}
+                                                  "PRECISION": "fp16", "INLINE_PTX": True, "ROW_BLOCKS": 1,
+                                                  "SLOT_SPLIT": 2}
     assert kernel.meta(config, "float16", 1 << 20)["ROW_BLOCKS"] == 16  # rows padded past 128
     kernel.interpreted = True
     assert kernel.meta(config, "float16", 8)["INLINE_PTX"] is False
@@ -176,7 +177,7 @@ def test_compress_runs_its_fp16_search_as_ptx_only_outside_the_interpreter():
     assert not tq3.inline_ptx and "INLINE_PTX" not in tq3.meta(config, "float16", 1 << 20)
     tq3_wide = registry.BoundKernel(registry.load_variant("tq3", 256), "compress")
     assert tq3_wide.meta(config, "float16", 1 << 20) == {"BLOCK_ROWS": 32, "num_warps": 4, "num_stages": 1,
-                                                         "PRECISION": "fp16", "ROW_BLOCKS": 16}
+                                                         "PRECISION": "fp16", "ROW_BLOCKS": 16, "SLOT_SPLIT": 1}
 
 
 def test_compress_of_rows_padded_past_128_takes_16_row_blocks_at_the_largest_bucket():
@@ -194,6 +195,27 @@ def test_compress_of_rows_padded_past_128_takes_16_row_blocks_at_the_largest_buc
     assert registry.row_blocks("compress", 1 << 20, "float16", 256) == 16
     assert registry.row_blocks("compress", 1 << 20, "float16", 128) == 8
     assert registry.row_blocks("compress", 1 << 20, "float16") == 8  # no dim given: the bucket rule
+
+
+def test_wide_compress_splits_its_slot_columns_over_two_programs_at_small_row_counts_for_4_and_3_bits():
+    """registry.SLOT_SPLIT_RULE: D=192/256 compress with fp16 operands gives each row block to 2 programs
+    up to 2,048 rows at 4 and 3 bits (each half of every slot's columns); 2 bits, larger buckets, fp32
+    rows and head dims up to 128 (no SLOT_SPLIT) keep one. The grid holds both programs of each block."""
+    config = tuning.LaunchConfig(32, 8, 1)
+    for spec, head_dim, small in (("tq4", 256, 2), ("tq4", 192, 2), ("tq3", 256, 2), ("tq3", 192, 2),
+                                  ("tq2", 256, 1), ("tq2", 192, 1)):
+        kernel = registry.BoundKernel(registry.load_variant(spec, head_dim), "compress")
+        assert kernel.splits_slots
+        for dtype in ("float16", "bfloat16"):
+            splits = [kernel.meta(config, dtype, b)["SLOT_SPLIT"] for b in (8, 2048, 4096, 1 << 20)]
+            assert splits == [small, small, 1, 1]
+        assert kernel.meta(config, "float32", 8)["SLOT_SPLIT"] == 1  # two passes a block: no split
+        meta = kernel.meta(config, "float16", 2048)
+        assert kernel.grid(1000, meta) == (-(-1000 // 32) * small, 1)
+    narrow = registry.BoundKernel(registry.load_variant("tq4", 128), "compress")
+    assert not narrow.splits_slots and "SLOT_SPLIT" not in narrow.meta(config, "float16", 8)
+    decompress = registry.BoundKernel(registry.load_variant("tq4", 256), "decompress")
+    assert not decompress.splits_slots and "SLOT_SPLIT" not in decompress.meta(config, "float16", 8)
 
 
 def test_compress_runs_the_triton_form_of_its_fp16_search_on_rocm(monkeypatch):

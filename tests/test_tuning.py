@@ -370,8 +370,9 @@ def test_tune_merges_tables_per_head_dim_and_drops_entries_of_replaced_kernels(t
 
 def test_compile_only_plans_each_launch_form_of_a_config_once():
     """`kernelgen tune --compile-only`: every config at every compile-time form the buckets give it
-    (compress: 1, 4 and 8 row blocks for 16-bit rows, 16 instead of 8 at D=256, one for fp32; D=256
-    decompress: the split, then 2 and 4 row blocks a program), each once, at the first bucket that takes it."""
+    (compress: 1, 4 and 8 row blocks for 16-bit rows, 16 instead of 8 at D=256 and 2 programs a block at
+    the small buckets there, one for fp32; D=256 decompress: the split, then 2 and 4 row blocks a
+    program), each once, at the first bucket that takes it."""
     buckets = [8, 2048, 65536, 1 << 20]
     compress = registry.BoundKernel(registry.load_variant("tq4", 128), "compress")
     space = [tuning.LaunchConfig.of(c) for c in compress.configs]
@@ -387,9 +388,12 @@ def test_compile_only_plans_each_launch_form_of_a_config_once():
              for c, b in plan]
     assert sorted(forms) == sorted((str(c), split, rb) for c in wide_space for split, rb in
                                    ((True, 1), (False, 2), (False, 4)))
-    # D=256 compress: 16 row blocks at 2^20 (registry.WIDE_COMPRESS_ROW_BLOCKS) instead of 8
+    # D=256 compress: 16 row blocks at 2^20 (registry.WIDE_COMPRESS_ROW_BLOCKS) instead of 8, and its
+    # slot columns split over 2 programs up to 2,048 rows (registry.SLOT_SPLIT_RULE)
     wide_compress = registry.BoundKernel(registry.load_variant("tq4", 256), "compress")
     compress_space = [tuning.LaunchConfig.of(c) for c in wide_compress.configs]
     plan = wide_compress.launch_forms(compress_space, "float16", buckets)
-    assert sorted((str(c), wide_compress.meta(c, "float16", b)["ROW_BLOCKS"]) for c, b in plan) == \
-        sorted((str(c), rb) for c in compress_space for rb in (1, 4, 16))
+    metas = [(str(c), wide_compress.meta(c, "float16", b)) for c, b in plan]
+    forms = [(c, meta["ROW_BLOCKS"], meta["SLOT_SPLIT"]) for c, meta in metas]
+    assert sorted(forms) == sorted((str(c), rb, split) for c in compress_space
+                                   for rb, split in ((1, 2), (4, 1), (16, 1)))

@@ -111,6 +111,7 @@ def tq3_d256_compress(
     x_ptr, slots_ptr, packed_ptr, norms_ptr,
     n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, ROW_BLOCKS: tl.constexpr,
+    SLOT_SPLIT: tl.constexpr,
 ):
     """norm -> normalize -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the slots in
     fp16 when PRECISION is fp16, else in fp32.
@@ -120,10 +121,18 @@ def tq3_d256_compress(
     block's rows are read before the previous block's work (measured faster on an H100 than the two
     passes below: benchmarks/experiments/tq3_compress_forms.py). With fp32 operands, whose slots would
     not fit in shared memory, each block takes two passes over its rows (the norm, then the products,
-    ROW_CHUNK dims a step, the slots read from L2 as they go)."""
+    ROW_CHUNK dims a step, the slots read from L2 as they go).
+    SLOT_SPLIT (fp16 operands; 1 for fp32): neighbouring programs that take the same rows, each
+    SLOT_PAD // SLOT_SPLIT of every slot's columns with that share of the slots (the registry sets 2 at
+    small row counts for some bit widths, where measured faster on an H100: registry.SLOT_SPLIT_RULE)."""
     if PRECISION == "fp16":  # one step, the slots in shared memory
         k = tl.arange(0, DIM_PAD)[:, None]
-        n = tl.arange(0, SLOT_PAD)[None, :]
+        # SLOT_SPLIT neighbouring programs share each program's row blocks, each taking SLOT_COLS of every slot's
+        # columns (the groups from first_group on): a 1/SLOT_SPLIT share of the rotation in shared memory, and
+        # the rows read SLOT_SPLIT times, all but the first from L2
+        SLOT_COLS: tl.constexpr = SLOT_PAD // SLOT_SPLIT
+        first_group = (tl.program_id(0) % SLOT_SPLIT) * SLOT_COLS
+        n = first_group + tl.arange(0, SLOT_COLS)[None, :]
         # the slots first: their reads (from L2) overlap the row's read (measured faster on an H100)
         w = slots_ptr + k * SLOT_PAD + n
         w0 = tl.load(w)
@@ -135,7 +144,7 @@ def tq3_d256_compress(
         w6 = tl.load(w + 6 * DIM_PAD * SLOT_PAD)
         w7 = tl.load(w + 7 * DIM_PAD * SLOT_PAD)
         dims = tl.arange(0, DIM_PAD)
-        rows = tl.program_id(0) * ROW_BLOCKS * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+        rows = tl.program_id(0) // SLOT_SPLIT * ROW_BLOCKS * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
         x = tl.load(x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :],  # rows are contiguous
                     mask=(rows < n_rows)[:, None], other=0.0)
         # 16-bit rows: the next block's rows are read while this block's work runs (fp32 rows would take
@@ -150,15 +159,15 @@ def tq3_d256_compress(
             xf = x.to(tl.float32)
             norm = tl.sqrt(tl.sum(xf * xf, axis=1))
             xf = xf * (1.0 / (norm + NORM_EPS))[:, None]
-            y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 0: coordinates 0, 8, 16, ...
-            y1 = _dot(xf, w1, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 1: coordinates 1, 9, 17, ...
-            y2 = _dot(xf, w2, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 2: coordinates 2, 10, 18, ...
-            y3 = _dot(xf, w3, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 3: coordinates 3, 11, 19, ...
-            y4 = _dot(xf, w4, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 4: coordinates 4, 12, 20, ...
-            y5 = _dot(xf, w5, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 5: coordinates 5, 13, 21, ...
-            y6 = _dot(xf, w6, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 6: coordinates 6, 14, 22, ...
-            y7 = _dot(xf, w7, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 7: coordinates 7, 15, 23, ...
-            tl.store(norms_ptr + rows, norm, mask=row_ok)
+            y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 0: coordinates 0, 8, 16, ...
+            y1 = _dot(xf, w1, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 1: coordinates 1, 9, 17, ...
+            y2 = _dot(xf, w2, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 2: coordinates 2, 10, 18, ...
+            y3 = _dot(xf, w3, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 3: coordinates 3, 11, 19, ...
+            y4 = _dot(xf, w4, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 4: coordinates 4, 12, 20, ...
+            y5 = _dot(xf, w5, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 5: coordinates 5, 13, 21, ...
+            y6 = _dot(xf, w6, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 6: coordinates 6, 14, 22, ...
+            y7 = _dot(xf, w7, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 7: coordinates 7, 15, 23, ...
+            tl.store(norms_ptr + rows, norm, mask=row_ok & (first_group == 0))
 
             # slot j's code goes to bits [3*(8-1-j), 3*(8-j)) of its group word, first coordinate highest:
             # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
@@ -168,14 +177,14 @@ def tq3_d256_compress(
             # four byte groups are 12 bytes, 3 int32 words (little-endian), each word's bytes taken from the group
             # words by shifts and masks; stored flattened, groups fastest: measured faster on an H100 than 3 one-byte
             # stores a group (benchmarks/experiments/tq3_words.py)
-            QUADS: tl.constexpr = (SLOT_PAD) // 4
+            QUADS: tl.constexpr = (SLOT_COLS) // 4
             g02, g13 = tl.split(tl.reshape(word, (BLOCK_ROWS, QUADS, 2, 2)))  # [row, quad, s, t]: group 4*quad + 2s + t
             g0, g2 = tl.split(g02)
             g1, g3 = tl.split(g13)
             p0 = tl.reshape((g0 >> 16) | (g0 & 0xFF00) | ((g0 << 16) & 0xFF0000) | ((g1 >> 16) << 24), (BLOCK_ROWS * QUADS,))
             p1 = tl.reshape(((g1 >> 8) & 0xFF) | ((g1 << 8) & 0xFF00) | (g2 & 0xFF0000) | (((g2 >> 8) & 0xFF) << 24), (BLOCK_ROWS * QUADS,))
             p2 = tl.reshape((g2 & 0xFF) | ((g3 >> 8) & 0xFF00) | ((g3 << 8) & 0xFF0000) | (g3 << 24), (BLOCK_ROWS * QUADS,))
-            quads = tl.arange(0, QUADS)
+            quads = first_group // 4 + tl.arange(0, QUADS)
             out_ok = row_ok[:, None]
             out = packed_ptr.to(tl.pointer_type(tl.int32)) + rows[:, None].to(tl.int64) * (PACKED_DIM // 4) + quads[None, :] * 3
             out = tl.reshape(out, (BLOCK_ROWS * QUADS,))
@@ -189,6 +198,7 @@ def tq3_d256_compress(
                 x = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
             rows = next_rows
     else:  # fp32 operands: two passes a block, the slots from L2
+        tl.static_assert(SLOT_SPLIT == 1, "fp32 operands take every slot column in one program")
         k = tl.arange(0, ROW_CHUNK)[:, None]
         n = tl.arange(0, SLOT_PAD)[None, :]
         for i in range(ROW_BLOCKS):

@@ -228,6 +228,7 @@ def tq4_d256_compress(
     x_ptr, slots_ptr, packed_ptr, norms_ptr,
     n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, INLINE_PTX: tl.constexpr, ROW_BLOCKS: tl.constexpr,
+    SLOT_SPLIT: tl.constexpr,
 ):
     """norm -> normalize -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the slots in
     fp16 when PRECISION is fp16, else in fp32.
@@ -239,16 +240,24 @@ def tq4_d256_compress(
     block's rows are read before the previous block's work (measured faster on an H100 than the two
     passes below: benchmarks/experiments/wide_rows_one_step.py). With fp32 operands, whose slots would
     not fit in shared memory, each block takes two passes over its rows (the norm, then the products,
-    ROW_CHUNK dims a step, the slots read from L2 as they go)."""
+    ROW_CHUNK dims a step, the slots read from L2 as they go).
+    SLOT_SPLIT (fp16 operands; 1 for fp32): neighbouring programs that take the same rows, each
+    SLOT_PAD // SLOT_SPLIT of every slot's columns with that share of the slots (the registry sets 2 at
+    small row counts for some bit widths, where measured faster on an H100: registry.SLOT_SPLIT_RULE)."""
     if PRECISION == "fp16":  # one step, the slots in shared memory
         k = tl.arange(0, DIM_PAD)[:, None]
-        n = tl.arange(0, SLOT_PAD)[None, :]
+        # SLOT_SPLIT neighbouring programs share each program's row blocks, each taking SLOT_COLS of every slot's
+        # columns (the groups from first_group on): a 1/SLOT_SPLIT share of the rotation in shared memory, and
+        # the rows read SLOT_SPLIT times, all but the first from L2
+        SLOT_COLS: tl.constexpr = SLOT_PAD // SLOT_SPLIT
+        first_group = (tl.program_id(0) % SLOT_SPLIT) * SLOT_COLS
+        n = first_group + tl.arange(0, SLOT_COLS)[None, :]
         # the slots first: their reads (from L2) overlap the row's read (measured faster on an H100)
         w = slots_ptr + k * SLOT_PAD + n
         w0 = tl.load(w)
         w1 = tl.load(w + 1 * DIM_PAD * SLOT_PAD)
         dims = tl.arange(0, DIM_PAD)
-        rows = tl.program_id(0) * ROW_BLOCKS * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+        rows = tl.program_id(0) // SLOT_SPLIT * ROW_BLOCKS * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
         x = tl.load(x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :],  # rows are contiguous
                     mask=(rows < n_rows)[:, None], other=0.0)
         # 16-bit rows: the next block's rows are read while this block's work runs (fp32 rows would take
@@ -263,16 +272,16 @@ def tq4_d256_compress(
             xf = x.to(tl.float32)
             norm = tl.sqrt(tl.sum(xf * xf, axis=1))
             xf = xf * (1.0 / (norm + NORM_EPS))[:, None]
-            y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 0: coordinates 0, 2, 4, ...
-            y1 = _dot(xf, w1, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 1: coordinates 1, 3, 5, ...
-            tl.store(norms_ptr + rows, norm, mask=row_ok)
+            y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 0: coordinates 0, 2, 4, ...
+            y1 = _dot(xf, w1, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 1: coordinates 1, 3, 5, ...
+            tl.store(norms_ptr + rows, norm, mask=row_ok & (first_group == 0))
 
             # slot j's code goes to bits [4*(2-1-j), 4*(2-j)) of its group word, first coordinate highest:
             # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
             # common offset 7.5 scaled the same (127.5): exact in fp32 (8 bits; every partial sum is a
             # multiple of 0.5 below 2^23), converted to an integer once
             word = _byte_groups_fp16(y0, y1, INLINE_PTX)
-            groups = tl.arange(0, SLOT_PAD)
+            groups = first_group + tl.arange(0, SLOT_COLS)
             out_ok = row_ok[:, None]
             out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
             tl.store(out, (word & 0xFF).to(tl.uint8), mask=out_ok)
@@ -282,6 +291,7 @@ def tq4_d256_compress(
                 x = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
             rows = next_rows
     else:  # fp32 operands: two passes a block, the slots from L2
+        tl.static_assert(SLOT_SPLIT == 1, "fp32 operands take every slot column in one program")
         k = tl.arange(0, ROW_CHUNK)[:, None]
         n = tl.arange(0, SLOT_PAD)[None, :]
         for i in range(ROW_BLOCKS):
