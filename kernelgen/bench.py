@@ -4,7 +4,10 @@ the plain PyTorch path, all measured in the same run.
 
 Method: every implementation is warmed up (compiled and tuned) first, then K calls on K
 different input sets are captured in one CUDA graph; the graph is replayed and timed
-with events (median of replays), and the time of one call is that over K. Input sets
+with events (median of replays), and the time of one call is that over K. That is done
+ROUNDS times, each with a graph of its own, and the median round is reported: on an H100,
+rounds of tq4 D=128 compress at 1M rows ranged over 6% in one process
+(benchmarks/experiments/timing_state.py). Input sets
 rotate so that together they exceed the L2 cache: small sizes do not sit in L2, and
 graph replay removes host launch gaps, so the figure is device time.
 Bytes counted once per row: compress reads D inputs and writes D*bits/8 bytes + a fp32
@@ -59,8 +62,16 @@ class Result:
         return self.gbps / copy_gbps
 
 
-def graph_time_us(calls, replays: int = 20) -> float:
-    """Median device time of one call: `calls` (a list of closures) captured in one CUDA graph."""
+ROUNDS = 5
+
+
+def graph_time_us(calls, replays: int = 20, rounds: int = ROUNDS) -> float:
+    """Device time of one call: `calls` (a list of closures) captured in one CUDA graph, the median of
+    `replays` timed replays; `rounds` such graphs, each captured anew, and the median of theirs."""
+    return statistics.median(_graph_round_us(calls, replays) for _ in range(rounds))
+
+
+def _graph_round_us(calls, replays: int) -> float:
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):

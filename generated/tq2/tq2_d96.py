@@ -146,7 +146,7 @@ def _signed_code_fp16(y):
 @triton.jit
 def _byte_groups_fp16(y0, y1, y2, y3, INLINE_PTX: tl.constexpr):
     """Each byte group's byte from its slots' rotated values (fp32), by the fp16 search: BYTE_SEARCH_PTX
-    where INLINE_PTX (on a GPU), else the same search in Triton ops. The byte is the low 8 bits."""
+    where INLINE_PTX (on an NVIDIA GPU), else the same search in Triton ops. The byte is the low 8 bits."""
     if INLINE_PTX:
         return tl.inline_asm_elementwise(BYTE_SEARCH_PTX, "=r,r,r,r,r",
                                          [y0.to(tl.float16), y1.to(tl.float16), y2.to(tl.float16), y3.to(tl.float16)],
@@ -181,7 +181,7 @@ def tq2_d96_compress(
     """norm -> normalize -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the slots in
     fp16 when PRECISION is fp16, else in fp32.
     With PRECISION fp16 the search is the fp16 one (_byte_groups_fp16): INLINE_PTX runs its PTX (the
-    registry sets it on a GPU), else its Triton form (the interpreter).
+    registry sets it on an NVIDIA GPU: registry.runs_ptx), else its Triton form (the interpreter, ROCm).
     A program compresses ROW_BLOCKS blocks of BLOCK_ROWS rows, one after the other, with the rotation
     loaded once and (16-bit rows) each block's rows read before the previous block's work (the registry sets
     ROW_BLOCKS > 1 for large row counts; measured faster on an H100:
