@@ -307,7 +307,8 @@ class BoundKernel:
     while a Triton launch hook is set (profilers), every launch goes through `kernel[grid](...)`.
     The grid is (row blocks, 1), or (row blocks, output steps) for a decompress kernel that splits its
     output steps at this row bucket (see COLUMN_SPLIT_MAX_ROWS); compress and decompress kernels take
-    ROW_BLOCKS row blocks a program at large row buckets (see ROW_BLOCKS_FROM_BUCKET)."""
+    ROW_BLOCKS row blocks a program at large row buckets (see ROW_BLOCKS_FROM_BUCKET), and a wide compress
+    kernel that splits its slot columns has SLOT_SPLIT programs on axis 0 for each (see SLOT_SPLIT_RULE)."""
 
     def __init__(self, variant: LoadedVariant, op: str):
         self.variant = variant
