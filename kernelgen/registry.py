@@ -71,6 +71,15 @@ WIDE_COMPRESS_ROW_BLOCKS = (128, 16)
 # 5.0) and with 4 (2,048 rows 7.9-8.1); at 65,536 rows all were slower (tq4 D=256 52.2 against 37.3), and
 # at 1M rows too (tq4 D=256 540.8 at best against 479.3).
 SLOT_SPLIT_RULE = (COLUMN_SPLIT_MAX_ROWS, {4: 2, 3: 2})
+# Compress of 16-bit rows that fit one step with the fp16 search (tq4 and tq2 up to D=128), from this row
+# bucket on and on GPUs with TMA: each block's rows read by TMA in a persistent loop that Triton pipelines
+# (TMA_STAGES deep), a few programs an SM: (first bucket, stages, rows padded to -> programs an SM).
+# Measured on an H100, 1M fp16 rows, B64 w4, three rounds each timing the shipped kernel first
+# (benchmarks/experiments/tma_persistent_dims.py): tq4 D=128 137.1-141.6 µs (2 an SM) against 144.5-146.0;
+# D=96 137.8-143.1 against 141.2-145.0; D=64 65.8-66.3 (4 an SM, 3 stages) against 68.6-68.9; tq2 D=128
+# 122.4-123.6 against 124.3-126.5; tq2 D=64 59.7-61.1 against 63.2-63.7. 3 programs an SM at D=128/96:
+# 180-187 µs. D=80 and D=112 were not measured (they take the D=128 figures).
+TMA_COMPRESS = (MAX_ROW_BUCKET, 3, {128: 2, 64: 4})
 OPS = ("compress", "decompress", "decompress_rotated")
 
 _added_paths: list[Path] = []
@@ -143,6 +152,19 @@ def slot_split(bucket: int, bits: int, precision: str) -> int:
     1 where the products take fp32 operands (two passes a block, no rotation in shared memory)."""
     max_bucket, programs = SLOT_SPLIT_RULE
     return programs.get(bits, 1) if precision == "fp16" and bucket <= max_bucket else 1
+
+
+def tma_stages(bucket: int, dtype: str, dim_pad: int, tma: bool) -> int:
+    """Pipeline stages of a TMA compress at this bucket (TMA_COMPRESS), 0 for the pointer loads: 16-bit
+    rows padded to a width the rule lists, from its first bucket, where `tma` (the GPU has TMA)."""
+    first, stages, per_sm = TMA_COMPRESS
+    return stages if tma and dtype != "float32" and bucket >= first and dim_pad in per_sm else 0
+
+
+def runs_tma(interpreted: bool) -> bool:
+    """Whether compress may read rows by TMA: an NVIDIA GPU of compute capability 9 or more (Hopper on),
+    not under the interpreter."""
+    return runs_ptx(interpreted) and torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 9
 
 
 def row_bucket(n_rows: int) -> int:
@@ -325,6 +347,8 @@ class BoundKernel:
                              if "COLUMN_SPLIT" in self.fn.arg_names else 1)
         self.loops_rows = "ROW_BLOCKS" in self.fn.arg_names  # a program can take several row blocks
         self.splits_slots = "SLOT_SPLIT" in self.fn.arg_names  # wide compress: see SLOT_SPLIT_RULE
+        self.tma_rows = "x_desc" in self.fn.arg_names  # compress that can read its rows by TMA: TMA_COMPRESS
+        self._sms: dict[int, int] = {}
         # compress with the fp16 search: its PTX on a GPU, its Triton form under the interpreter
         self.inline_ptx = "INLINE_PTX" in self.fn.arg_names
         self._memo: dict[tuple, tuple] = {}
@@ -352,7 +376,35 @@ class BoundKernel:
             meta["INLINE_PTX"] = runs_ptx(self.interpreted)
         if self.splits_slots:
             meta["SLOT_SPLIT"] = slot_split(bucket, self.variant.layout.bits, meta["PRECISION"])
+        if self.tma_rows:
+            dim_pad = self.variant.layout.dim_pad
+            stages = tma_stages(bucket, dtype, dim_pad, runs_tma(self.interpreted))
+            # x_desc is per call (see tma_launch); None stands for the pointer loads
+            meta.update(TMA_STAGES=stages, TMA_ITERS=1, x_desc=None)
+            if stages:
+                meta["ROW_BLOCKS"] = 1  # not used by the TMA loop: one compiled form
+                # blocks a program: at 2^20 rows, TMA_COMPRESS's programs an SM take them all
+                slots = TMA_COMPRESS[2][dim_pad] * self._multiprocessors()
+                meta["TMA_ITERS"] = max(1, -(-(MAX_ROW_BUCKET // config.block_rows) // slots))
         return meta
+
+    def _multiprocessors(self) -> int:
+        """SMs of the current CUDA device (1 without one: the interpreter)."""
+        device = torch.cuda.current_device() if torch.cuda.is_available() and not self.interpreted else -1
+        if device not in self._sms:
+            self._sms[device] = torch.cuda.get_device_properties(device).multi_processor_count if device >= 0 else 1
+        return self._sms[device]
+
+    def tma_launch(self, n_rows: int, meta: dict, args: tuple) -> tuple[tuple[int, int], dict]:
+        """The grid and metas of a TMA compress launch (meta["TMA_STAGES"] > 0): a descriptor of the rows
+        (args[0], (n_rows, HEAD_DIM) contiguous), block BLOCK_ROWS x DIM_PAD, zeros past the rows and
+        HEAD_DIM; enough programs for TMA_ITERS row blocks each."""
+        from triton.tools.tensor_descriptor import TensorDescriptor
+
+        x, block, layout = args[0], meta["BLOCK_ROWS"], self.variant.layout
+        programs = -(-(-(-n_rows // block)) // meta["TMA_ITERS"])
+        desc = TensorDescriptor(x, [n_rows, layout.head_dim], [layout.head_dim, 1], [block, layout.dim_pad])
+        return (programs, 1), dict(meta, x_desc=desc)
 
     def launch_forms(self, space: list[tuning.LaunchConfig], dtype: str, buckets: list[int]) -> list:
         """(config, bucket) pairs that compile each launch form once (`kernelgen tune --compile-only`): a
@@ -390,6 +442,10 @@ class BoundKernel:
 
     def run(self, config: tuning.LaunchConfig, n_rows: int, bucket: int, dtype: str, args: tuple) -> None:
         meta = self.meta(config, dtype, bucket)
+        if meta.get("TMA_STAGES"):
+            grid, meta = self.tma_launch(n_rows, meta, args)
+            self.fn[grid](*args, n_rows, bucket, **meta)
+            return
         self.fn[self.grid(n_rows, meta)](*args, n_rows, bucket, **meta)
 
     def config(self, n_rows: int, dtype: str, device: torch.device, args: tuple) -> tuning.LaunchConfig:
@@ -415,6 +471,10 @@ class BoundKernel:
             memo = self._memo[key] = (self.rows_per_program(meta), meta, config, constexprs, self.grid(1, meta)[1],
                                       self.shares(meta))
         block, meta, _, constexprs, steps, shares = memo
+        if meta.get("TMA_STAGES"):  # a descriptor and a loop count each call: Triton's own launch
+            grid, tma_meta = self.tma_launch(n_rows, meta, args)
+            self.fn[grid](*args, n_rows, bucket, **tma_meta)
+            return
         grid = (-(-n_rows // block) * shares, steps)
         if not self._direct:
             self.fn[grid](*args, n_rows, bucket, **meta)

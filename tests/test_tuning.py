@@ -368,12 +368,13 @@ def test_tune_merges_tables_per_head_dim_and_drops_entries_of_replaced_kernels(t
                               {("k_d128_compress", "new")}, "kernelgen tune t") == 1
 
 
-def test_compile_only_plans_each_launch_form_of_a_config_once():
+def test_compile_only_plans_each_launch_form_of_a_config_once(monkeypatch):
     """`kernelgen tune --compile-only`: every config at every compile-time form the buckets give it
     (compress: 1, 4 and 8 row blocks for 16-bit rows, 16 instead of 8 at D=256 and 2 programs a block at
     the small buckets there, one for fp32; D=256 decompress: the split, then 2 and 4 row blocks a
     program), each once, at the first bucket that takes it."""
     buckets = [8, 2048, 65536, 1 << 20]
+    monkeypatch.setattr(registry, "runs_tma", lambda interpreted: False)  # the TMA forms: below
     compress = registry.BoundKernel(registry.load_variant("tq4", 128), "compress")
     space = [tuning.LaunchConfig.of(c) for c in compress.configs]
     plan = compress.launch_forms(space, "float16", buckets)
@@ -397,3 +398,9 @@ def test_compile_only_plans_each_launch_form_of_a_config_once():
     forms = [(c, meta["ROW_BLOCKS"], meta["SLOT_SPLIT"]) for c, meta in metas]
     assert sorted(forms) == sorted((str(c), rb, split) for c in compress_space
                                    for rb, split in ((1, 2), (4, 1), (16, 1)))
+    # on a GPU with TMA, tq4 D=128 compress at 2^20 takes the TMA loop (registry.TMA_COMPRESS) instead of 8 blocks
+    monkeypatch.setattr(registry, "runs_tma", lambda interpreted: True)
+    plan = compress.launch_forms(space, "float16", buckets)
+    forms = [(str(c), compress.meta(c, "float16", b)["ROW_BLOCKS"], compress.meta(c, "float16", b)["TMA_STAGES"])
+             for c, b in plan]
+    assert sorted(forms) == sorted((str(c), rb, stages) for c in space for rb, stages in ((1, 0), (4, 0), (1, 3)))

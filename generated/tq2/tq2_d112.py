@@ -177,6 +177,7 @@ def tq2_d112_compress(
     x_ptr, slots_ptr, packed_ptr, norms_ptr,
     n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, INLINE_PTX: tl.constexpr, ROW_BLOCKS: tl.constexpr,
+    TMA_STAGES: tl.constexpr, TMA_ITERS: tl.constexpr, x_desc,
 ):
     """norm -> normalize -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the slots in
     fp16 when PRECISION is fp16, else in fp32.
@@ -185,7 +186,13 @@ def tq2_d112_compress(
     A program compresses ROW_BLOCKS blocks of BLOCK_ROWS rows, one after the other, with the rotation
     loaded once and (16-bit rows) each block's rows read before the previous block's work (the registry sets
     ROW_BLOCKS > 1 for large row counts; measured faster on an H100:
-    benchmarks/experiments/half_pipeline_tq4_d128.py)."""
+    benchmarks/experiments/half_pipeline_tq4_d128.py).
+    With TMA_STAGES > 0 (16-bit rows; the registry sets it for large row counts on GPUs with TMA) a
+    program instead takes TMA_ITERS row blocks strided by the grid (at 2^20 rows, a few programs an SM
+    take them all), each block's rows read by TMA through x_desc (a tensor descriptor of the rows, block
+    BLOCK_ROWS x DIM_PAD, zeros past the rows and HEAD_DIM), the loop pipelined TMA_STAGES deep by Triton;
+    ROW_BLOCKS is not used. Measured faster on an H100 than the pointer loads
+    (benchmarks/experiments/tma_persistent_dims.py)."""
     k = tl.arange(0, ROW_CHUNK)[:, None]
     n = tl.arange(0, SLOT_PAD)[None, :]
     # the slots first: their reads (from L2) overlap the row's read (measured faster on an H100)
@@ -194,45 +201,72 @@ def tq2_d112_compress(
     w1 = tl.load(w + 1 * DIM_PAD * SLOT_PAD)
     w2 = tl.load(w + 2 * DIM_PAD * SLOT_PAD)
     w3 = tl.load(w + 3 * DIM_PAD * SLOT_PAD)
-    dims = tl.arange(0, DIM_PAD)
-    rows = tl.program_id(0) * ROW_BLOCKS * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-    x = tl.load(x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :],  # rows are contiguous
-                mask=(rows < n_rows)[:, None] & (dims < HEAD_DIM)[None, :], other=0.0)
-    # 16-bit rows: the next block's rows are read while this block's work runs (fp32 rows would take
-    # too many registers)
-    PREFETCH: tl.constexpr = ROW_BLOCKS > 1 and x_ptr.dtype.element_ty != tl.float32
-    for i in range(ROW_BLOCKS):
-        row_ok = rows < n_rows
-        next_rows = rows + BLOCK_ROWS
-        next_mask = ((next_rows < n_rows) & (i + 1 < ROW_BLOCKS))[:, None] & (dims < HEAD_DIM)[None, :]
-        if PREFETCH:
-            x_next = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
-        xf = x.to(tl.float32)
-        norm = tl.sqrt(tl.sum(xf * xf, axis=1))
-        xf = xf * (1.0 / (norm + NORM_EPS))[:, None]
-        y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 0: coordinates 0, 4, 8, ...
-        y1 = _dot(xf, w1, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 1: coordinates 1, 5, 9, ...
-        y2 = _dot(xf, w2, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 2: coordinates 2, 6, 10, ...
-        y3 = _dot(xf, w3, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 3: coordinates 3, 7, 11, ...
-        tl.store(norms_ptr + rows, norm, mask=row_ok)
+    if TMA_STAGES > 0:  # 16-bit rows by TMA, a persistent loop that Triton pipelines (see the docstring)
+        for t in tl.range(0, TMA_ITERS, num_stages=TMA_STAGES):
+            rows = (tl.program_id(0) + t * tl.num_programs(0)) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+            row_ok = rows < n_rows
+            x = x_desc.load([(tl.program_id(0) + t * tl.num_programs(0)) * BLOCK_ROWS, 0])  # zeros past the rows and HEAD_DIM
+            xf = x.to(tl.float32)
+            norm = tl.sqrt(tl.sum(xf * xf, axis=1))
+            xf = xf * (1.0 / (norm + NORM_EPS))[:, None]
+            y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 0: coordinates 0, 4, 8, ...
+            y1 = _dot(xf, w1, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 1: coordinates 1, 5, 9, ...
+            y2 = _dot(xf, w2, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 2: coordinates 2, 6, 10, ...
+            y3 = _dot(xf, w3, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 3: coordinates 3, 7, 11, ...
+            tl.store(norms_ptr + rows, norm, mask=row_ok)
 
-        # slot j's code goes to bits [2*(4-1-j), 2*(4-j)) of its group word, first coordinate highest:
-        # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
-        # common offset 1.5 scaled the same (127.5): exact in fp32 (8 bits; every partial sum is a
-        # multiple of 0.5 below 2^23), converted to an integer once
-        if PRECISION == "fp16":
-            word = _byte_groups_fp16(y0, y1, y2, y3, INLINE_PTX)
-        else:
-            word = (_signed_code(y0) * 64.0 + _signed_code(y1) * 16.0 + _signed_code(y2) * 4.0 + _signed_code(y3) + 127.5).to(tl.int32)
-        groups = tl.arange(0, SLOT_PAD)
-        out_ok = row_ok[:, None] & (groups < GROUPS)[None, :]
-        out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
-        tl.store(out, (word & 0xFF).to(tl.uint8), mask=out_ok)
-        if PREFETCH:
-            x = x_next
-        elif ROW_BLOCKS > 1:
-            x = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
-        rows = next_rows
+            # slot j's code goes to bits [2*(4-1-j), 2*(4-j)) of its group word, first coordinate highest:
+            # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
+            # common offset 1.5 scaled the same (127.5): exact in fp32 (8 bits; every partial sum is a
+            # multiple of 0.5 below 2^23), converted to an integer once
+            if PRECISION == "fp16":
+                word = _byte_groups_fp16(y0, y1, y2, y3, INLINE_PTX)
+            else:
+                word = (_signed_code(y0) * 64.0 + _signed_code(y1) * 16.0 + _signed_code(y2) * 4.0 + _signed_code(y3) + 127.5).to(tl.int32)
+            groups = tl.arange(0, SLOT_PAD)
+            out_ok = row_ok[:, None] & (groups < GROUPS)[None, :]
+            out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
+            tl.store(out, (word & 0xFF).to(tl.uint8), mask=out_ok)
+    else:  # pointer loads, each block's rows read one block ahead
+        dims = tl.arange(0, DIM_PAD)
+        rows = tl.program_id(0) * ROW_BLOCKS * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+        x = tl.load(x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :],  # rows are contiguous
+                    mask=(rows < n_rows)[:, None] & (dims < HEAD_DIM)[None, :], other=0.0)
+        # 16-bit rows: the next block's rows are read while this block's work runs (fp32 rows would take
+        # too many registers)
+        PREFETCH: tl.constexpr = ROW_BLOCKS > 1 and x_ptr.dtype.element_ty != tl.float32
+        for i in range(ROW_BLOCKS):
+            row_ok = rows < n_rows
+            next_rows = rows + BLOCK_ROWS
+            next_mask = ((next_rows < n_rows) & (i + 1 < ROW_BLOCKS))[:, None] & (dims < HEAD_DIM)[None, :]
+            if PREFETCH:
+                x_next = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
+            xf = x.to(tl.float32)
+            norm = tl.sqrt(tl.sum(xf * xf, axis=1))
+            xf = xf * (1.0 / (norm + NORM_EPS))[:, None]
+            y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 0: coordinates 0, 4, 8, ...
+            y1 = _dot(xf, w1, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 1: coordinates 1, 5, 9, ...
+            y2 = _dot(xf, w2, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 2: coordinates 2, 6, 10, ...
+            y3 = _dot(xf, w3, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 3: coordinates 3, 7, 11, ...
+            tl.store(norms_ptr + rows, norm, mask=row_ok)
+
+            # slot j's code goes to bits [2*(4-1-j), 2*(4-j)) of its group word, first coordinate highest:
+            # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
+            # common offset 1.5 scaled the same (127.5): exact in fp32 (8 bits; every partial sum is a
+            # multiple of 0.5 below 2^23), converted to an integer once
+            if PRECISION == "fp16":
+                word = _byte_groups_fp16(y0, y1, y2, y3, INLINE_PTX)
+            else:
+                word = (_signed_code(y0) * 64.0 + _signed_code(y1) * 16.0 + _signed_code(y2) * 4.0 + _signed_code(y3) + 127.5).to(tl.int32)
+            groups = tl.arange(0, SLOT_PAD)
+            out_ok = row_ok[:, None] & (groups < GROUPS)[None, :]
+            out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
+            tl.store(out, (word & 0xFF).to(tl.uint8), mask=out_ok)
+            if PREFETCH:
+                x = x_next
+            elif ROW_BLOCKS > 1:
+                x = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
+            rows = next_rows
 
 
 @triton.jit
