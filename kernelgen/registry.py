@@ -377,15 +377,11 @@ class BoundKernel:
         if self.splits_slots:
             meta["SLOT_SPLIT"] = slot_split(bucket, self.variant.layout.bits, meta["PRECISION"])
         if self.tma_rows:
-            dim_pad = self.variant.layout.dim_pad
-            stages = tma_stages(bucket, dtype, dim_pad, runs_tma(self.interpreted))
-            # x_desc is per call (see tma_launch); None stands for the pointer loads
-            meta.update(TMA_STAGES=stages, TMA_ITERS=1, x_desc=None)
+            stages = tma_stages(bucket, dtype, self.variant.layout.dim_pad, runs_tma(self.interpreted))
+            meta.update(TMA_STAGES=stages, x_desc=None)  # x_desc is per call (see tma_launch)
             if stages:
                 meta["ROW_BLOCKS"] = 1  # not used by the TMA loop: one compiled form
-                # blocks a program: at 2^20 rows, TMA_COMPRESS's programs an SM take them all
-                slots = TMA_COMPRESS[2][dim_pad] * self._multiprocessors()
-                meta["TMA_ITERS"] = max(1, -(-(MAX_ROW_BUCKET // config.block_rows) // slots))
+                meta["num_stages"] = stages  # Triton's loop pipelining runs only with the kernel's stages > 1
         return meta
 
     def _multiprocessors(self) -> int:
@@ -397,12 +393,12 @@ class BoundKernel:
 
     def tma_launch(self, n_rows: int, meta: dict, args: tuple) -> tuple[tuple[int, int], dict]:
         """The grid and metas of a TMA compress launch (meta["TMA_STAGES"] > 0): a descriptor of the rows
-        (args[0], (n_rows, HEAD_DIM) contiguous), block BLOCK_ROWS x DIM_PAD, zeros past the rows and
-        HEAD_DIM; enough programs for TMA_ITERS row blocks each."""
+        (args[0], (n_rows, HEAD_DIM) contiguous), block BLOCK_ROWS x DIM_PAD, zeros past HEAD_DIM; as many
+        programs as TMA_COMPRESS puts on each SM, at most one a row block."""
         from triton.tools.tensor_descriptor import TensorDescriptor
 
         x, block, layout = args[0], meta["BLOCK_ROWS"], self.variant.layout
-        programs = -(-(-(-n_rows // block)) // meta["TMA_ITERS"])
+        programs = min(-(-n_rows // block), TMA_COMPRESS[2][layout.dim_pad] * self._multiprocessors())
         desc = TensorDescriptor(x, [n_rows, layout.head_dim], [layout.head_dim, 1], [block, layout.dim_pad])
         return (programs, 1), dict(meta, x_desc=desc)
 

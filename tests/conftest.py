@@ -12,6 +12,26 @@ import pytest  # noqa: E402
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _interpreter_scalar_index():
+    """Triton 3.6's interpreter turns a scalar into an index with int() of its 1-element array, which numpy
+    2.4 refuses; a loop bounded at run time (the TMA compress loop, which the tests force under the
+    interpreter) needs it. Patch that conversion to take the one element."""
+    from triton.runtime import interpreter
+
+    patch = interpreter._patch_lang_tensor
+
+    def patched(tensor, scope):
+        patch(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(
+            self.handle.data.reshape(-1)[0] if self.handle.data.size == 1 else self.handle.data))
+
+    interpreter._patch_lang_tensor = patched
+
+
+if os.environ.get("TRITON_INTERPRET") == "1":
+    _interpreter_scalar_index()
+
+
 @pytest.fixture
 def device() -> str:
     return DEVICE

@@ -241,24 +241,21 @@ TMA_COMPRESS = [pytest.param(s, d, dt, id=f"{s}-d{d}-{dt}") for s, d, _, _ in VA
 @pytest.mark.parametrize("spec,head_dim,dtype", TMA_COMPRESS)
 def test_compress_reading_its_rows_by_tma_matches_reference(spec, head_dim, dtype, device, gen, monkeypatch):
     """registry.TMA_COMPRESS, forced at every bucket: the rows come through a tensor descriptor (zeros past
-    the rows and the head dim) in a loop of TMA_ITERS row blocks strided by the grid. With the SM count
-    faked, 2 blocks a program: 6 blocks, the last partial, so 3 programs, each with a block past the first
-    one's; every byte and norm written (poison gone)."""
+    the head dim) in a loop over every num_programs-th row block. With one "SM" under the interpreter, the
+    grid is 2 programs (4 at D=64) for 6 blocks, the last partial: programs take 3 blocks (2 at D=64, some
+    one); every byte and norm written (poison gone)."""
     monkeypatch.setattr(registry, "runs_tma", lambda interpreted: True)
     monkeypatch.setattr(registry, "TMA_COMPRESS", (1, 3, registry.TMA_COMPRESS[2]))
     q = kernelgen.quantizer(spec, head_dim, device=device)
     kernel = q._kernels["compress"]
-    block = kernel.configs[0].kwargs["BLOCK_ROWS"]
-    slots = registry.TMA_COMPRESS[2][q.layout.dim_pad]
-    monkeypatch.setattr(kernel, "_multiprocessors", lambda: (registry.MAX_ROW_BUCKET // block) // (2 * slots))
+    monkeypatch.setattr(kernel, "_multiprocessors", lambda: 1)
     dt = getattr(torch, dtype)
-    rows = 5 * block + 7
+    rows = 5 * kernel.configs[0].kwargs["BLOCK_ROWS"] + 7
     x = (torch.randn(rows, head_dim, generator=gen) * torch.rand(rows, 1, generator=gen) * 4).to(dt)
     packed = torch.full((rows, q.packed_dim), 0xA5, dtype=torch.uint8, device=device)  # poison
     norms = torch.full((rows, 1), float("nan"), device=device)
     q.compress(x.to(device), out=(packed, norms))
-    metas = [m[1] for m in kernel._memo.values()]
-    assert [(m["TMA_STAGES"], m["TMA_ITERS"], m["ROW_BLOCKS"]) for m in metas] == [(3, 2, 1)]
+    assert [(m[1]["TMA_STAGES"], m[1]["ROW_BLOCKS"]) for m in kernel._memo.values()] == [(3, 1)]
     ref_packed, ref_norms, ref_codes, y = reference.compress(x, q.rotation.cpu(), q.boundaries.cpu(), q.bits)
     torch.testing.assert_close(norms.cpu().double().view(-1), ref_norms, rtol=1e-5, atol=1e-6)
     codes = reference.unpack_bitstream(packed.cpu(), q.bits, head_dim)

@@ -63,10 +63,10 @@ def test_the_second_launch_of_a_key_calls_the_compiled_launcher_with_every_argum
     kernel.launch(100, "float16", dev, *args)
     assert calls == [("triton", (2, 1), (*args, 100, 128), {"BLOCK_ROWS": 64, "num_warps": 4, "num_stages": 1,
                                                             "PRECISION": "fp16", "INLINE_PTX": True, "ROW_BLOCKS": 1,
-                                                            "TMA_STAGES": 0, "TMA_ITERS": 1, "x_desc": None})]
+                                                            "TMA_STAGES": 0, "x_desc": None})]
     kernel.launch(120, "float16", dev, *args)  # same bucket (128), dtype, device and alignment
     assert calls[1] == ("direct", (2, 1, 1, "stream-of-0", "function-handle", "packed-metadata", None, None, None,
-                                   *args, 120, 128, 64, "fp16", True, 1, 0, 1, None))
+                                   *args, 120, 128, 64, "fp16", True, 1, 0, None))
     kernel.launch(129, "float16", dev, *args)  # another bucket: the first launch of that key
     assert calls[2][0] == "triton" and calls[2][1] == (3, 1)
 
@@ -151,13 +151,13 @@ def test_one_step_compress_takes_more_row_blocks_a_program_at_larger_buckets(fak
     for n in (one, two, four, four + 1000):
         kernel.launch(n, "bfloat16", dev, *args)
     base = {"BLOCK_ROWS": 64, "num_warps": 4, "num_stages": 1, "PRECISION": "fp16", "INLINE_PTX": True,
-            "TMA_STAGES": 0, "TMA_ITERS": 1, "x_desc": None}  # no TMA below 2^20 rows
+            "TMA_STAGES": 0, "x_desc": None}  # no TMA below 2^20 rows
     assert calls[0] == ("triton", (one // 64, 1), (*args, one, one), {**base, "ROW_BLOCKS": 1})
     assert calls[1] == ("triton", (-(-two // 128), 1), (*args, two, 1 << 17), {**base, "ROW_BLOCKS": 2})
     assert calls[2] == ("triton", (-(-four // 256), 1), (*args, four, 1 << 19), {**base, "ROW_BLOCKS": 4})
     assert calls[3] == ("direct", (-(-(four + 1000) // 256), 1, 1, "stream-of-0", "function-handle",
                                    "packed-metadata", None, None, None, *args, four + 1000, 1 << 19, 64, "fp16", True, 4,
-                                   0, 1, None))
+                                   0, None))
     kernel.launch(four, "float32", dev, *args)  # fp32 rows: one block a program at every bucket
     assert calls[4][:2] == ("triton", (-(-four // 64), 1)) and calls[4][3]["ROW_BLOCKS"] == 1
     assert [registry.row_blocks("compress", b, "float32") for b in (1, 1 << 16, 1 << 20)] == [1, 1, 1]
@@ -225,23 +225,19 @@ def test_wide_compress_splits_its_slot_columns_over_two_programs_at_small_row_co
 
 def test_compress_reads_its_rows_by_tma_at_the_largest_bucket_on_gpus_with_tma(monkeypatch):
     """registry.TMA_COMPRESS: tq4/tq2 up to D=128 (1-byte groups, one step) take the TMA loop from 2^20
-    rows for 16-bit rows where runs_tma, TMA_ITERS row blocks a program so that 2 (4 at D=64) programs an
-    SM take 2^20 rows; fp32 rows, smaller buckets, the interpreter, tq3 and wide dims keep the pointer
-    loads (their kernels have no TMA form at all)."""
+    rows for 16-bit rows where runs_tma (pipelined 3 deep: the kernel's num_stages too); fp32 rows, smaller
+    buckets and the interpreter keep the pointer loads, and tq3, wide dims and decompress have no TMA form."""
     config = tuning.LaunchConfig(64, 4, 1)
     monkeypatch.setattr(registry, "runs_tma", lambda interpreted: True)
-    for head_dim, per_sm in ((128, 2), (96, 2), (64, 4)):
+    for head_dim in (128, 96, 64):
         kernel = registry.BoundKernel(registry.load_variant("tq4", head_dim), "compress")
         assert kernel.tma_rows
-        monkeypatch.setattr(kernel, "_multiprocessors", lambda: 132)
         meta = kernel.meta(config, "float16", 1 << 20)
-        blocks = (1 << 20) // 64
-        assert (meta["TMA_STAGES"], meta["ROW_BLOCKS"], meta["x_desc"]) == (3, 1, None)
-        assert meta["TMA_ITERS"] == -(-blocks // (per_sm * 132))
+        assert (meta["TMA_STAGES"], meta["num_stages"], meta["ROW_BLOCKS"], meta["x_desc"]) == (3, 3, 1, None)
         assert kernel.meta(config, "bfloat16", 1 << 20)["TMA_STAGES"] == 3
         for dtype, bucket in (("float32", 1 << 20), ("float16", 1 << 19), ("float16", 8)):
             other = kernel.meta(config, dtype, bucket)
-            assert (other["TMA_STAGES"], other["TMA_ITERS"], other["x_desc"]) == (0, 1, None)
+            assert (other["TMA_STAGES"], other["num_stages"], other["x_desc"]) == (0, 1, None)
     monkeypatch.setattr(registry, "runs_tma", lambda interpreted: False)
     assert kernel.meta(config, "float16", 1 << 20)["TMA_STAGES"] == 0
     for spec, head_dim in (("tq3", 128), ("tq4", 256), ("tq2", 192)):
@@ -250,17 +246,21 @@ def test_compress_reads_its_rows_by_tma_at_the_largest_bucket_on_gpus_with_tma(m
     assert not registry.BoundKernel(registry.load_variant("tq4", 128), "decompress").tma_rows
 
 
-def test_a_tma_launch_takes_a_descriptor_of_the_rows_and_enough_programs_for_every_block():
+def test_a_tma_launch_takes_a_descriptor_of_the_rows_and_a_few_programs_an_sm(monkeypatch):
     """BoundKernel.tma_launch: the descriptor covers (n_rows, HEAD_DIM) with blocks of BLOCK_ROWS x DIM_PAD
-    (D=96: 128 columns, TMA zero-fills past 96), and the grid holds ceil(blocks / TMA_ITERS) programs."""
-    kernel = registry.BoundKernel(registry.load_variant("tq4", 96), "compress")
-    x = torch.zeros(1000, 96, dtype=torch.float16)
-    meta = {"BLOCK_ROWS": 64, "TMA_STAGES": 3, "TMA_ITERS": 4, "x_desc": None}
-    grid, launch_meta = kernel.tma_launch(1000, meta, (x,))
-    assert grid == (4, 1)  # 16 blocks of 64 rows, 4 a program
-    desc = launch_meta["x_desc"]
-    assert (list(desc.shape), list(desc.strides), list(desc.block_shape)) == ([1000, 96], [96, 1], [64, 128])
-    assert desc.base is x and meta["x_desc"] is None  # the memoized meta is not touched
+    (D=96: 128 columns, TMA zero-fills past 96); the grid holds TMA_COMPRESS's programs an SM (2 at
+    DIM_PAD 128, 4 at 64), never more than the row blocks."""
+    meta = {"BLOCK_ROWS": 64, "TMA_STAGES": 3, "x_desc": None}
+    for head_dim, rows, sms, programs in ((96, 100_000, 132, 264), (64, 100_000, 132, 528), (96, 1000, 132, 16)):
+        kernel = registry.BoundKernel(registry.load_variant("tq4", head_dim), "compress")
+        monkeypatch.setattr(kernel, "_multiprocessors", lambda sms=sms: sms)
+        x = torch.zeros(rows, head_dim, dtype=torch.float16)
+        grid, launch_meta = kernel.tma_launch(rows, meta, (x,))
+        assert grid == (programs, 1)
+        desc = launch_meta["x_desc"]
+        assert desc.base is x and meta["x_desc"] is None  # the memoized meta is not touched
+        assert (list(desc.shape), list(desc.strides)) == ([rows, head_dim], [head_dim, 1])
+        assert list(desc.block_shape) == [64, 128 if head_dim == 96 else 64]
 
 
 def test_compress_runs_the_triton_form_of_its_fp16_search_on_rocm(monkeypatch):

@@ -228,7 +228,7 @@ def tq4_d64_compress(
     x_ptr, slots_ptr, packed_ptr, norms_ptr,
     n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, INLINE_PTX: tl.constexpr, ROW_BLOCKS: tl.constexpr,
-    TMA_STAGES: tl.constexpr, TMA_ITERS: tl.constexpr, x_desc,
+    TMA_STAGES: tl.constexpr, x_desc,
 ):
     """norm -> normalize -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the slots in
     fp16 when PRECISION is fp16, else in fp32.
@@ -238,12 +238,11 @@ def tq4_d64_compress(
     loaded once and (16-bit rows) each block's rows read before the previous block's work (the registry sets
     ROW_BLOCKS > 1 for large row counts; measured faster on an H100:
     benchmarks/experiments/half_pipeline_tq4_d128.py).
-    With TMA_STAGES > 0 (16-bit rows; the registry sets it for large row counts on GPUs with TMA) a
-    program instead takes TMA_ITERS row blocks strided by the grid (at 2^20 rows, a few programs an SM
-    take them all), each block's rows read by TMA through x_desc (a tensor descriptor of the rows, block
-    BLOCK_ROWS x DIM_PAD, zeros past the rows and HEAD_DIM), the loop pipelined TMA_STAGES deep by Triton;
-    ROW_BLOCKS is not used. Measured faster on an H100 than the pointer loads
-    (benchmarks/experiments/tma_persistent_dims.py)."""
+    With TMA_STAGES > 0 (16-bit rows; the registry sets it for large row counts on GPUs with TMA) the grid
+    is a few programs an SM instead, each taking every num_programs-th row block, its rows read by TMA
+    through x_desc (a tensor descriptor of the rows, block BLOCK_ROWS x DIM_PAD, zeros past HEAD_DIM), the
+    loop pipelined TMA_STAGES deep by Triton; ROW_BLOCKS is not used. Measured faster on an H100 than the
+    pointer loads (benchmarks/experiments/tma_persistent_dims.py)."""
     k = tl.arange(0, ROW_CHUNK)[:, None]
     n = tl.arange(0, SLOT_PAD)[None, :]
     # the slots first: their reads (from L2) overlap the row's read (measured faster on an H100)
@@ -251,10 +250,12 @@ def tq4_d64_compress(
     w0 = tl.load(w)
     w1 = tl.load(w + 1 * DIM_PAD * SLOT_PAD)
     if TMA_STAGES > 0:  # 16-bit rows by TMA, a persistent loop that Triton pipelines (see the docstring)
-        for t in tl.range(0, TMA_ITERS, num_stages=TMA_STAGES):
-            rows = (tl.program_id(0) + t * tl.num_programs(0)) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+        # a loop bounded at run time: measured faster on an H100 than a constant count of blocks from 0
+        # (benchmarks/experiments/tma_loop_forms.py)
+        for block in tl.range(tl.program_id(0), tl.cdiv(n_rows, BLOCK_ROWS), tl.num_programs(0), num_stages=TMA_STAGES):
+            rows = block * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
             row_ok = rows < n_rows
-            x = x_desc.load([(tl.program_id(0) + t * tl.num_programs(0)) * BLOCK_ROWS, 0])  # zeros past the rows and HEAD_DIM
+            x = x_desc.load([block * BLOCK_ROWS, 0])  # zeros past HEAD_DIM
             xf = x.to(tl.float32)
             norm = tl.sqrt(tl.sum(xf * xf, axis=1))
             xf = xf * (1.0 / (norm + NORM_EPS))[:, None]
