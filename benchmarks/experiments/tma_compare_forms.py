@@ -1,3 +1,10 @@
+"""Experiment (not part of the package, branch tma-compress at commit 258970f plus the kernel num_stages
+change): the registry's TMA compress (a constant count of row blocks from 0) against tma_persistent_dims.py's
+kernel (a loop from the program id by the grid) at kernel num_stages 3 and 1, and the pointer loads; tq4
+D=128/96, 1M fp16 rows, B64 w4, three rounds. Output: h100-tma_compare_forms.txt (copied from the device
+tool's reply; the script printed to stdout only).
+Usage (CUDA machine, repo root): PYTHONPATH=$PWD python3 benchmarks/experiments/tma_compare_forms.py
+"""
 import os, sys, tempfile
 os.environ["KERNELGEN_AUTOTUNE"] = "0"
 sys.path.insert(0, "benchmarks/experiments")
