@@ -23,6 +23,25 @@ def test_op_bytes_counts_float_side_packed_codes_and_norm_once_per_row():
         bench.op_bytes("pack", 128, 64, 1, 2)
 
 
+def test_graph_time_is_the_median_of_rounds_each_a_graph_of_its_own(monkeypatch):
+    """bench.ROUNDS rounds, each timing its own captured graph (here a stand-in that records its calls):
+    the reported time is their median, not the first, the fastest or the mean."""
+    rounds = iter([9.0, 1.0, 4.0, 100.0, 3.0])
+    seen = []
+
+    def one_round(calls, replays):
+        seen.append((calls, replays))
+        return next(rounds)
+
+    monkeypatch.setattr(bench, "_graph_round_us", one_round)
+    calls = [lambda: None]
+    assert bench.ROUNDS == 5
+    assert bench.graph_time_us(calls) == 4.0
+    assert seen == [(calls, 20)] * 5
+    rounds = iter([7.0])
+    assert bench.graph_time_us(calls, replays=3, rounds=1) == 7.0 and seen[-1] == (calls, 3)
+
+
 def test_input_sets_rotate_past_the_l2_cache_but_stay_bounded():
     small = bench.op_bytes("compress", 128, 64, 8, 2)
     assert bench.input_sets(small) == bench.MAX_SETS
