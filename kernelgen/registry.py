@@ -154,11 +154,15 @@ def slot_split(bucket: int, bits: int, precision: str) -> int:
     return programs.get(bits, 1) if precision == "fp16" and bucket <= max_bucket else 1
 
 
-def tma_stages(bucket: int, dtype: str, dim_pad: int, tma: bool) -> int:
+def tma_stages(bucket: int, dtype: str, head_dim: int, dim_pad: int, tma: bool) -> int:
     """Pipeline stages of a TMA compress at this bucket (TMA_COMPRESS), 0 for the pointer loads: 16-bit
-    rows padded to a width the rule lists, from its first bucket, where `tma` (the GPU has TMA)."""
+    rows padded to a width the rule lists, from its first bucket, where `tma` (the GPU has TMA). A tensor
+    descriptor needs rows that start on 16 bytes: head dims that are not a multiple of 8 keep the pointer
+    loads (the quantizer hands the kernels 16-byte aligned tensors). TMA coordinates are 32-bit, which
+    bounds the rows at 2^31, past any GPU's memory (256 GiB of fp16 rows at D=64)."""
     first, stages, per_sm = TMA_COMPRESS
-    return stages if tma and dtype != "float32" and bucket >= first and dim_pad in per_sm else 0
+    return (stages if tma and dtype != "float32" and bucket >= first and dim_pad in per_sm and head_dim % 8 == 0
+            else 0)
 
 
 def runs_tma(interpreted: bool) -> bool:
@@ -377,7 +381,8 @@ class BoundKernel:
         if self.splits_slots:
             meta["SLOT_SPLIT"] = slot_split(bucket, self.variant.layout.bits, meta["PRECISION"])
         if self.tma_rows:
-            stages = tma_stages(bucket, dtype, self.variant.layout.dim_pad, runs_tma(self.interpreted))
+            layout = self.variant.layout
+            stages = tma_stages(bucket, dtype, layout.head_dim, layout.dim_pad, runs_tma(self.interpreted))
             meta.update(TMA_STAGES=stages, x_desc=None)  # x_desc is per call (see tma_launch)
             if stages:
                 meta["ROW_BLOCKS"] = 1  # not used by the TMA loop: one compiled form

@@ -244,6 +244,8 @@ def test_compress_reads_its_rows_by_tma_at_the_largest_bucket_on_gpus_with_tma(m
         kernel = registry.BoundKernel(registry.load_variant(spec, head_dim), "compress")
         assert not kernel.tma_rows and "TMA_STAGES" not in kernel.meta(config, "float16", 1 << 20)
     assert not registry.BoundKernel(registry.load_variant("tq4", 128), "decompress").tma_rows
+    # a head dim off a multiple of 8 has rows off 16 bytes, which a tensor descriptor refuses
+    assert [registry.tma_stages(1 << 20, "float16", d, 128, True) for d in (96, 100, 104, 127)] == [3, 0, 3, 0]
 
 
 def test_a_tma_launch_takes_a_descriptor_of_the_rows_and_a_few_programs_an_sm(monkeypatch):
