@@ -78,7 +78,9 @@ SLOT_SPLIT_RULE = (COLUMN_SPLIT_MAX_ROWS, {4: 2, 3: 2})
 # (benchmarks/experiments/tma_persistent_dims.py): tq4 D=128 137.1-141.6 µs (2 an SM) against 144.5-146.0;
 # D=96 137.8-143.1 against 141.2-145.0; D=64 65.8-66.3 (4 an SM, 3 stages) against 68.6-68.9; tq2 D=128
 # 122.4-123.6 against 124.3-126.5; tq2 D=64 59.7-61.1 against 63.2-63.7. 3 programs an SM at D=128/96:
-# 180-187 µs. D=80 and D=112 were not measured (they take the D=128 figures).
+# 180-187 µs. D=80 and D=112 (rows padded to 128, as D=96) take the D=128 figures; an earlier form of this
+# loop read them 8-10% faster than the pointer loads (experiments/h100-tma_registry_check.txt). With the
+# tables tuned for it, `kernelgen bench` put tq4 D=128 at 139.5-140.7 µs (80.3-81.1% of copy), h100-tma.md.
 TMA_COMPRESS = (MAX_ROW_BUCKET, 3, {128: 2, 64: 4})
 OPS = ("compress", "decompress", "decompress_rotated")
 
