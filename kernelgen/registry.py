@@ -229,8 +229,17 @@ class LoadedVariant:
 
     def centroid_table(self, precision: str) -> torch.Tensor:
         """The codebook as the decompress kernel gathers it: (2^bits,), fp16 for the fp16 precision
-        (what the product's operands are rounded to anyway), else fp32."""
-        return self.centroids.to(torch.float16) if precision == "fp16" else self.centroids.clone()
+        (what the product's operands are rounded to anyway), else fp32. Where the module says
+        CENTROID_PAIRS, the fp16 table is of pairs instead: (4^bits,) int32, entry (a << bits) | b holding
+        the fp16 centroids of codes a (low 16 bits) and b (high 16 bits)."""
+        if precision != "fp16":
+            return self.centroids.clone()
+        half = self.centroids.to(torch.float16)
+        if not getattr(self.module, "CENTROID_PAIRS", False):
+            return half
+        bits = half.view(torch.int16).to(torch.int32) & 0xFFFF
+        codes = torch.arange(len(bits) ** 2)
+        return bits[codes // len(bits)] | (bits[codes % len(bits)] << 16)
 
 
 def _verified_bytes(path: Path, expected: str) -> bytes:

@@ -250,6 +250,20 @@ def _row_loads(layout: PackLayout, pieces) -> dict[str, bool] | None:
             "rotated": layout.dim_pad > ROW_CHUNK and layout.groups == layout.slot_pad}
 
 
+# Decompress gathers the centroids of two neighbouring codes at once (a 4^bits-entry table of int32 words of
+# two fp16; fp16 products only) where a byte group holds this many codes and a row is at most ROW_CHUNK:
+# measured on an H100, 1M rows, three rounds (benchmarks/experiments/pair_table_tq3.py): tq3 D=128 B64 w4
+# 161.0-162.6 against 173.4-175.0 µs, D=96 127.5-127.8 against 130.3-130.5, D=64 74.7-75.0 against 76.3-76.6,
+# outputs equal. Decompress there was L1-bound on its gathers (benchmarks/experiments/h100-ncu-decompress.txt).
+# Rows padded to 256 were not measured.
+PAIR_CENTROIDS_CODES_PER_GROUP = 8
+
+
+def _pair_centroids(layout: PackLayout) -> bool:
+    """Whether a module's decompress gathers centroid pairs (PAIR_CENTROIDS_CODES_PER_GROUP)."""
+    return layout.codes_per_group == PAIR_CENTROIDS_CODES_PER_GROUP and layout.dim_pad <= ROW_CHUNK
+
+
 def _decompress_pieces(head_dim: int) -> tuple[tuple[int, int], ...] | None:
     """(first dim, width) of each piece of a head dim cut into two powers of two >= MIN_PIECE, the
     larger first; None where the head dim is a power of two or cuts otherwise."""
@@ -304,6 +318,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             coordinate_compress=coordinate, whole_rotation=whole,
             pieces=pieces, row_loads=_row_loads(layout, pieces),
             tma_rows=fp16 is not None and layout.dim_pad <= ROW_CHUNK,
+            pair_centroids=_pair_centroids(layout),
             word_stores=_word_stores(layout), word_groups=layout.dim_pad // layout.codes_per_group if coordinate
             else layout.slot_pad,
             precision=repr({d: spec.rotation.precision_for(d) for d in spec.dtypes}),

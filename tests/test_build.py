@@ -402,7 +402,9 @@ def test_three_byte_groups_load_along_the_row_where_it_measured_faster():
         def flags(kernel):
             body = source[source.index(f"def {spec}_d{head_dim}_{kernel}("):]
             body = body[:body.index("\n@triton")] if "\n@triton" in body else body
-            return set(re.findall(r"_coordinate_centroids\(packed_ptr, [^\n]*?, (True|False)\)", body))
+            # the ALONG_ROW argument: the one after first_group and WIDTH (PAIRS may follow it)
+            return set(re.findall(r"_coordinate_centroids\(packed_ptr, centroids_ptr, rows, row_ok, [^,\n]+, [^,\n]+, "
+                                  r"(True|False)[,)]", body))
         calls[spec, head_dim] = (flags("decompress"), flags("decompress_rotated"))
         assert ("ALONG_ROW: tl.constexpr" in source) == (spec == "tq3")
     assert calls["tq4", 128] == calls["tq2", 256] == (set(), set())

@@ -292,3 +292,29 @@ def test_compress_takes_the_transposed_rotation_at_eight_codes_a_group_up_to_d12
         v = registry.load_variant(spec, head_dim)
         assert not hasattr(v.module, "COMPRESS_ROTATION")
         assert torch.equal(v.compress_rotation("fp32"), v.slots("fp32")) and v.slots("fp32").shape == shape
+
+
+def test_tq3_decompress_up_to_d128_gathers_centroid_pairs_for_fp16_products_else_single_centroids():
+    """render.PAIR_CENTROIDS_CODES_PER_GROUP: tq3 modules up to D=128 say CENTROID_PAIRS, and their fp16
+    table is 64 int32 words, entry (a << 3) | b the fp16 centroids of codes a (low half) and b (high
+    half), worked out here from the bit patterns; the fp32 table (fp32 products), wider tq3 rows and the
+    other specs keep the 2^bits centroids."""
+    from kernelgen import registry
+
+    for head_dim in (64, 96, 128):
+        v = registry.load_variant("tq3", head_dim)
+        assert v.module.CENTROID_PAIRS is True
+        pairs = v.centroid_table("fp16")
+        assert pairs.dtype == torch.int32 and pairs.shape == (64,)
+        half = v.centroids.half()
+        for a in range(8):
+            for b in range(8):
+                word = int(pairs[a * 8 + b]) & 0xFFFFFFFF
+                low = torch.tensor([word & 0xFFFF], dtype=torch.int32).to(torch.int16).view(torch.float16)
+                high = torch.tensor([word >> 16], dtype=torch.int32).to(torch.int16).view(torch.float16)
+                assert torch.equal(low, half[a:a + 1]) and torch.equal(high, half[b:b + 1]), (a, b)
+        assert torch.equal(v.centroid_table("fp32"), v.centroids)
+    for spec, head_dim in (("tq3", 256), ("tq3", 192), ("tq4", 128), ("tq2", 64)):
+        v = registry.load_variant(spec, head_dim)
+        assert not hasattr(v.module, "CENTROID_PAIRS")
+        assert torch.equal(v.centroid_table("fp16"), v.centroids.half())

@@ -28,6 +28,10 @@ OUT_CHUNK = tl.constexpr(128)  # decompress: output dims per tl.dot step
 K_CHUNK = tl.constexpr(128)  # decompress: coordinates per tl.dot step (the whole row)
 NORM_EPS = tl.constexpr(1e-10)
 COMPRESS_ROTATION = "transposed"  # compress takes the rotation transposed (see above); without this line, the slots
+# decompress with fp16 products gathers the centroids of two codes at once: its table holds 64 int32
+# words, word (a << 3) | b the fp16 centroids of codes a (low half) and b (high half); without this line, the
+# 8 centroids
+CENTROID_PAIRS = True
 
 # Lloyd-Max codebook (beta law, 136 iterations), fp32 values.
 CENTROIDS = (
@@ -197,19 +201,42 @@ def _load_words(packed_ptr, rows, row_ok, first_group, WIDTH: tl.constexpr, ALON
 
 
 @triton.jit
+def _half(pair, HIGH: tl.constexpr):
+    """One fp16 of an int32 word of two: the low or the high 16 bits."""
+    bits = (pair >> 16) if HIGH else (pair & 0xFFFF)
+    return bits.to(tl.int16).to(tl.float16, bitcast=True)
+
+
+@triton.jit
 def _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, first_group, WIDTH: tl.constexpr,
-                          ALONG_ROW: tl.constexpr):
+                          ALONG_ROW: tl.constexpr, PAIRS: tl.constexpr):
     """The centroids of byte groups [first_group, first_group + WIDTH) of each row in coordinate order:
-    (rows, 8 * WIDTH), column 8*n + j = code j of group n (one gather a code, the slots joined)."""
+    (rows, 8 * WIDTH), column 8*n + j = code j of group n (with PAIRS, one gather a pair of
+    neighbouring codes from the pair table (see CENTROID_PAIRS; measured faster on an H100 for fp16
+    products: benchmarks/experiments/pair_table_tq3.py), else one gather a code, the slots joined)."""
     word = _load_words(packed_ptr, rows, row_ok, first_group, WIDTH, ALONG_ROW)
-    v0 = _centroid(centroids_ptr, (word >> 21) & CODE_MASK)
-    v1 = _centroid(centroids_ptr, (word >> 18) & CODE_MASK)
-    v2 = _centroid(centroids_ptr, (word >> 15) & CODE_MASK)
-    v3 = _centroid(centroids_ptr, (word >> 12) & CODE_MASK)
-    v4 = _centroid(centroids_ptr, (word >> 9) & CODE_MASK)
-    v5 = _centroid(centroids_ptr, (word >> 6) & CODE_MASK)
-    v6 = _centroid(centroids_ptr, (word >> 3) & CODE_MASK)
-    v7 = _centroid(centroids_ptr, word & CODE_MASK)
+    if PAIRS:
+        pair = tl.load(centroids_ptr + ((word >> 18) & 63))  # codes 0 and 1
+        v0 = _half(pair, False)
+        v1 = _half(pair, True)
+        pair = tl.load(centroids_ptr + ((word >> 12) & 63))  # codes 2 and 3
+        v2 = _half(pair, False)
+        v3 = _half(pair, True)
+        pair = tl.load(centroids_ptr + ((word >> 6) & 63))  # codes 4 and 5
+        v4 = _half(pair, False)
+        v5 = _half(pair, True)
+        pair = tl.load(centroids_ptr + (word & 63))  # codes 6 and 7
+        v6 = _half(pair, False)
+        v7 = _half(pair, True)
+    else:
+        v0 = _centroid(centroids_ptr, (word >> 21) & CODE_MASK)
+        v1 = _centroid(centroids_ptr, (word >> 18) & CODE_MASK)
+        v2 = _centroid(centroids_ptr, (word >> 15) & CODE_MASK)
+        v3 = _centroid(centroids_ptr, (word >> 12) & CODE_MASK)
+        v4 = _centroid(centroids_ptr, (word >> 9) & CODE_MASK)
+        v5 = _centroid(centroids_ptr, (word >> 6) & CODE_MASK)
+        v6 = _centroid(centroids_ptr, (word >> 3) & CODE_MASK)
+        v7 = _centroid(centroids_ptr, word & CODE_MASK)
     return tl.join(tl.join(tl.join(v0, v4), tl.join(v2, v6)), tl.join(tl.join(v1, v5), tl.join(v3, v7))).reshape(rows.shape[0], WIDTH * 8)
 
 
@@ -221,8 +248,8 @@ def tq3_d80_decompress(
     BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, ROW_BLOCKS: tl.constexpr,
 ):
     """unpack -> centroids in coordinate order -> inverse rotation (tl.dot with the rotation, K_CHUNK
-    coordinates and OUT_CHUNK output dims at a time) -> scale by norm. rotation_ptr and centroids_ptr
-    hold fp16 when PRECISION is fp16, else fp32.
+    coordinates and OUT_CHUNK output dims at a time) -> scale by norm. rotation_ptr holds fp16 and
+    centroids_ptr the pair table (CENTROID_PAIRS) when PRECISION is fp16, else both fp32.
     A program decompresses ROW_BLOCKS blocks of BLOCK_ROWS rows, one after the other, with the rotation
     loaded once (the registry sets ROW_BLOCKS > 1 for large row counts; measured faster on an H100:
     benchmarks/experiments/tma_joined_tq4_d128.py)."""
@@ -234,7 +261,7 @@ def tq3_d80_decompress(
         row_ok = rows < n_rows
         norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
         out_rows = out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM
-        a = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, 0, K_CHUNK // 8, True)
+        a = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, 0, K_CHUNK // 8, True, PRECISION == "fp16")
         x = _dot(a, rotation, tl.zeros((BLOCK_ROWS, OUT_CHUNK), dtype=tl.float32), PRECISION)
         dims = tl.arange(0, OUT_CHUNK)
         tl.store(out_rows + dims[None, :], (x * norm).to(out_ptr.dtype.element_ty),
@@ -253,7 +280,7 @@ def tq3_d80_decompress_rotated(
     rows = tl.program_id(0) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
     row_ok = rows < n_rows
     norm = tl.load(norms_ptr + rows, mask=row_ok, other=0.0)[:, None]
-    values = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, 0, SLOT_PAD, False)
+    values = _coordinate_centroids(packed_ptr, centroids_ptr, rows, row_ok, 0, SLOT_PAD, False, False)
     cols = tl.arange(0, SLOT_PAD * 8)
     tl.store(out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + cols[None, :],
              (values * norm).to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & (cols < HEAD_DIM)[None, :])
