@@ -317,7 +317,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             fp16_search=fp16, fp16_levels=fp16 and _magnitude_search(fp16.symmetric_boundaries, spec.bits),
             coordinate_compress=coordinate, whole_rotation=whole,
             pieces=pieces, row_loads=_row_loads(layout, pieces),
-            tma_rows=fp16 is not None and layout.dim_pad <= ROW_CHUNK,
+            tma_rows=(fp16 is not None or coordinate) and layout.dim_pad <= ROW_CHUNK,
             pair_centroids=_pair_centroids(layout),
             word_stores=_word_stores(layout), word_groups=layout.dim_pad // layout.codes_per_group if coordinate
             else layout.slot_pad,

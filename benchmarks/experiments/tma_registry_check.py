@@ -15,6 +15,8 @@ import torch  # noqa: E402
 ROWS = 1 << 20
 CASES = [("tq4", 128), ("tq4", 96), ("tq4", 64), ("tq2", 128), ("tq2", 64), ("tq4", 80), ("tq4", 112)]
 CASES = CASES[:int(os.environ.get("CASES", len(CASES)))]
+if os.environ.get("SPEC_DIMS"):  # e.g. "tq3:128,tq3:96": these cases instead
+    CASES = [(s, int(d)) for s, d in (case.split(":") for case in os.environ["SPEC_DIMS"].split(","))]
 
 
 def main():

@@ -115,6 +115,7 @@ def tq3_d112_compress(
     x_ptr, rotation_t_ptr, packed_ptr, norms_ptr,
     n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, ROW_BLOCKS: tl.constexpr,
+    TMA_STAGES: tl.constexpr, x_desc,
 ):
     """norm -> normalize -> rotate (one tl.dot with the transposed rotation, coordinate order) -> code search
     -> pack (a reshape and a weighted sum of each group's 8 codes). rotation_t_ptr holds the rotation
@@ -124,53 +125,90 @@ def tq3_d112_compress(
     A program compresses ROW_BLOCKS blocks of BLOCK_ROWS rows, one after the other, with the rotation
     loaded once and (16-bit rows) each block's rows read before the previous block's work (the registry sets
     ROW_BLOCKS > 1 for large row counts; measured faster on an H100:
-    benchmarks/experiments/half_pipeline_tq4_d128.py)."""
+    benchmarks/experiments/half_pipeline_tq4_d128.py).
+    With TMA_STAGES > 0 (16-bit rows; the registry sets it for large row counts on GPUs with TMA) the grid
+    is a few programs an SM instead, each taking every num_programs-th row block, its rows read by TMA
+    through x_desc (a tensor descriptor of the rows, block BLOCK_ROWS x DIM_PAD, zeros past HEAD_DIM), the
+    loop pipelined TMA_STAGES deep by Triton; ROW_BLOCKS is not used. Measured faster on an H100 than the
+    pointer loads (benchmarks/experiments/tma_persistent_dims.py)."""
     k = tl.arange(0, ROW_CHUNK)[:, None]
     c = tl.arange(0, DIM_PAD)
     # the rotation first: its read (from L2) overlaps the row's read
     rotation_t = tl.load(rotation_t_ptr + k * DIM_PAD + c[None, :])
-    dims = tl.arange(0, DIM_PAD)
-    rows = tl.program_id(0) * ROW_BLOCKS * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-    x = tl.load(x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :],  # rows are contiguous
-                mask=(rows < n_rows)[:, None] & (dims < HEAD_DIM)[None, :], other=0.0)
-    # 16-bit rows: the next block's rows are read while this block's work runs (fp32 rows would take
-    # too many registers)
-    PREFETCH: tl.constexpr = ROW_BLOCKS > 1 and x_ptr.dtype.element_ty != tl.float32
-    for i in range(ROW_BLOCKS):
-        row_ok = rows < n_rows
-        next_rows = rows + BLOCK_ROWS
-        next_mask = ((next_rows < n_rows) & (i + 1 < ROW_BLOCKS))[:, None] & (dims < HEAD_DIM)[None, :]
-        if PREFETCH:
-            x_next = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
-        xf = x.to(tl.float32)
-        norm = tl.sqrt(tl.sum(xf * xf, axis=1))
-        xf = xf * (1.0 / (norm + NORM_EPS))[:, None]
-        y = _dot(xf, rotation_t, tl.zeros((BLOCK_ROWS, DIM_PAD), dtype=tl.float32), PRECISION)
-        tl.store(norms_ptr + rows, norm, mask=row_ok)
+    if TMA_STAGES > 0:  # 16-bit rows by TMA, a persistent loop that Triton pipelines (see the docstring)
+        # a loop bounded at run time: measured faster on an H100 than a constant count of blocks from 0
+        # (benchmarks/experiments/tma_loop_forms.py)
+        for block in tl.range(tl.program_id(0), tl.cdiv(n_rows, BLOCK_ROWS), tl.num_programs(0), num_stages=TMA_STAGES):
+            rows = block * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+            row_ok = rows < n_rows
+            x = x_desc.load([block * BLOCK_ROWS, 0])  # zeros past HEAD_DIM
+            xf = x.to(tl.float32)
+            norm = tl.sqrt(tl.sum(xf * xf, axis=1))
+            xf = xf * (1.0 / (norm + NORM_EPS))[:, None]
+            y = _dot(xf, rotation_t, tl.zeros((BLOCK_ROWS, DIM_PAD), dtype=tl.float32), PRECISION)
+            tl.store(norms_ptr + rows, norm, mask=row_ok)
 
-        # slot j's code goes to bits [3*(8-1-j), 3*(8-j)) of its group word, first coordinate highest:
-        # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
-        # common offset 3.5 scaled the same (8388607.5): exact in fp32 (24 bits; every partial sum is a
-        # multiple of 0.5 below 2^23), converted to an integer once
-        # (column 8*n + j of y is code j of group n: scaled by 2^(3*(8-1-j)), summed over each group's 8 columns)
-        scale = (1 << (3 * (7 - c % 8))).to(tl.float32)
-        word = (tl.sum(tl.reshape(_signed_code(y) * scale[None, :], (BLOCK_ROWS, DIM_PAD // 8, 8)), axis=2) + 8388607.5).to(tl.int32)
-        groups = tl.arange(0, DIM_PAD // 8)
-        out_ok = row_ok[:, None] & (groups < GROUPS)[None, :]
-        out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
-        # flattened, groups fastest, so that a warp stores neighbouring groups of a row (in two dims Triton gives
-        # each lane a row of its own: a sector a byte); measured faster on an H100 (benchmarks/experiments/tq3_flat_bytes.py)
-        out = tl.reshape(out, (BLOCK_ROWS * (DIM_PAD // 8),))
-        out_ok = tl.reshape(tl.broadcast_to(out_ok, (BLOCK_ROWS, DIM_PAD // 8)), (BLOCK_ROWS * (DIM_PAD // 8),))
-        word = tl.reshape(word, (BLOCK_ROWS * (DIM_PAD // 8),))
-        tl.store(out, ((word >> 16) & 0xFF).to(tl.uint8), mask=out_ok)
-        tl.store(out + 1, ((word >> 8) & 0xFF).to(tl.uint8), mask=out_ok)
-        tl.store(out + 2, (word & 0xFF).to(tl.uint8), mask=out_ok)
-        if PREFETCH:
-            x = x_next
-        elif ROW_BLOCKS > 1:
-            x = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
-        rows = next_rows
+            # slot j's code goes to bits [3*(8-1-j), 3*(8-j)) of its group word, first coordinate highest:
+            # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
+            # common offset 3.5 scaled the same (8388607.5): exact in fp32 (24 bits; every partial sum is a
+            # multiple of 0.5 below 2^23), converted to an integer once
+            # (column 8*n + j of y is code j of group n: scaled by 2^(3*(8-1-j)), summed over each group's 8 columns)
+            scale = (1 << (3 * (7 - c % 8))).to(tl.float32)
+            word = (tl.sum(tl.reshape(_signed_code(y) * scale[None, :], (BLOCK_ROWS, DIM_PAD // 8, 8)), axis=2) + 8388607.5).to(tl.int32)
+            groups = tl.arange(0, DIM_PAD // 8)
+            out_ok = row_ok[:, None] & (groups < GROUPS)[None, :]
+            out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
+            # flattened, groups fastest, so that a warp stores neighbouring groups of a row (in two dims Triton gives
+            # each lane a row of its own: a sector a byte); measured faster on an H100 (benchmarks/experiments/tq3_flat_bytes.py)
+            out = tl.reshape(out, (BLOCK_ROWS * (DIM_PAD // 8),))
+            out_ok = tl.reshape(tl.broadcast_to(out_ok, (BLOCK_ROWS, DIM_PAD // 8)), (BLOCK_ROWS * (DIM_PAD // 8),))
+            word = tl.reshape(word, (BLOCK_ROWS * (DIM_PAD // 8),))
+            tl.store(out, ((word >> 16) & 0xFF).to(tl.uint8), mask=out_ok)
+            tl.store(out + 1, ((word >> 8) & 0xFF).to(tl.uint8), mask=out_ok)
+            tl.store(out + 2, (word & 0xFF).to(tl.uint8), mask=out_ok)
+    else:  # pointer loads, each block's rows read one block ahead
+        dims = tl.arange(0, DIM_PAD)
+        rows = tl.program_id(0) * ROW_BLOCKS * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+        x = tl.load(x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :],  # rows are contiguous
+                    mask=(rows < n_rows)[:, None] & (dims < HEAD_DIM)[None, :], other=0.0)
+        # 16-bit rows: the next block's rows are read while this block's work runs (fp32 rows would take
+        # too many registers)
+        PREFETCH: tl.constexpr = ROW_BLOCKS > 1 and x_ptr.dtype.element_ty != tl.float32
+        for i in range(ROW_BLOCKS):
+            row_ok = rows < n_rows
+            next_rows = rows + BLOCK_ROWS
+            next_mask = ((next_rows < n_rows) & (i + 1 < ROW_BLOCKS))[:, None] & (dims < HEAD_DIM)[None, :]
+            if PREFETCH:
+                x_next = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
+            xf = x.to(tl.float32)
+            norm = tl.sqrt(tl.sum(xf * xf, axis=1))
+            xf = xf * (1.0 / (norm + NORM_EPS))[:, None]
+            y = _dot(xf, rotation_t, tl.zeros((BLOCK_ROWS, DIM_PAD), dtype=tl.float32), PRECISION)
+            tl.store(norms_ptr + rows, norm, mask=row_ok)
+
+            # slot j's code goes to bits [3*(8-1-j), 3*(8-j)) of its group word, first coordinate highest:
+            # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
+            # common offset 3.5 scaled the same (8388607.5): exact in fp32 (24 bits; every partial sum is a
+            # multiple of 0.5 below 2^23), converted to an integer once
+            # (column 8*n + j of y is code j of group n: scaled by 2^(3*(8-1-j)), summed over each group's 8 columns)
+            scale = (1 << (3 * (7 - c % 8))).to(tl.float32)
+            word = (tl.sum(tl.reshape(_signed_code(y) * scale[None, :], (BLOCK_ROWS, DIM_PAD // 8, 8)), axis=2) + 8388607.5).to(tl.int32)
+            groups = tl.arange(0, DIM_PAD // 8)
+            out_ok = row_ok[:, None] & (groups < GROUPS)[None, :]
+            out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
+            # flattened, groups fastest, so that a warp stores neighbouring groups of a row (in two dims Triton gives
+            # each lane a row of its own: a sector a byte); measured faster on an H100 (benchmarks/experiments/tq3_flat_bytes.py)
+            out = tl.reshape(out, (BLOCK_ROWS * (DIM_PAD // 8),))
+            out_ok = tl.reshape(tl.broadcast_to(out_ok, (BLOCK_ROWS, DIM_PAD // 8)), (BLOCK_ROWS * (DIM_PAD // 8),))
+            word = tl.reshape(word, (BLOCK_ROWS * (DIM_PAD // 8),))
+            tl.store(out, ((word >> 16) & 0xFF).to(tl.uint8), mask=out_ok)
+            tl.store(out + 1, ((word >> 8) & 0xFF).to(tl.uint8), mask=out_ok)
+            tl.store(out + 2, (word & 0xFF).to(tl.uint8), mask=out_ok)
+            if PREFETCH:
+                x = x_next
+            elif ROW_BLOCKS > 1:
+                x = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
+            rows = next_rows
 
 
 @triton.jit
