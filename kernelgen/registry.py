@@ -71,7 +71,7 @@ WIDE_COMPRESS_ROW_BLOCKS = (128, 16)
 # 5.0) and with 4 (2,048 rows 7.9-8.1); at 65,536 rows all were slower (tq4 D=256 52.2 against 37.3), and
 # at 1M rows too (tq4 D=256 540.8 at best against 479.3).
 SLOT_SPLIT_RULE = (COLUMN_SPLIT_MAX_ROWS, {4: 2, 3: 2})
-# Compress of 16-bit rows that fit one step with the fp16 search (tq4 and tq2 up to D=128), from this row
+# Compress of 16-bit rows that fit one product step (tq4, tq3 and tq2 up to D=128), from this row
 # bucket on and on GPUs with TMA: each block's rows read by TMA in a persistent loop that Triton pipelines
 # (TMA_STAGES deep), a few programs an SM: (first bucket, stages, rows padded to -> programs an SM).
 # Measured on an H100, 1M fp16 rows, B64 w4, three rounds each timing the shipped kernel first
@@ -81,6 +81,8 @@ SLOT_SPLIT_RULE = (COLUMN_SPLIT_MAX_ROWS, {4: 2, 3: 2})
 # 180-187 µs. D=80 and D=112 (rows padded to 128, as D=96) take the D=128 figures; an earlier form of this
 # loop read them 8-10% faster than the pointer loads (experiments/h100-tma_registry_check.txt). With the
 # tables tuned for it, `kernelgen bench` put tq4 D=128 at 139.5-140.7 µs (80.3-81.1% of copy), h100-tma.md.
+# tq3 (coordinate-order compress), B64 w4, three rounds each (experiments/h100-tma_registry_check-tq3.txt):
+# D=128 165.3-165.5 against 171.6-173.2, D=96 158.3 against 166.9-167.4, D=64 74.0-74.4 against 78.9-79.3.
 TMA_COMPRESS = (MAX_ROW_BUCKET, 3, {128: 2, 64: 4})
 OPS = ("compress", "decompress", "decompress_rotated")
 

@@ -317,6 +317,8 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             fp16_search=fp16, fp16_levels=fp16 and _magnitude_search(fp16.symmetric_boundaries, spec.bits),
             coordinate_compress=coordinate, whole_rotation=whole,
             pieces=pieces, row_loads=_row_loads(layout, pieces),
+            # compress that may read its rows by TMA (registry.TMA_COMPRESS): a row in one product step,
+            # with the fp16 search (tq4, tq2) or in coordinate order (tq3), the forms measured on an H100
             tma_rows=(fp16 is not None or coordinate) and layout.dim_pad <= ROW_CHUNK,
             pair_centroids=_pair_centroids(layout),
             word_stores=_word_stores(layout), word_groups=layout.dim_pad // layout.codes_per_group if coordinate

@@ -224,13 +224,13 @@ def test_wide_compress_splits_its_slot_columns_over_two_programs_at_small_row_co
 
 
 def test_compress_reads_its_rows_by_tma_at_the_largest_bucket_on_gpus_with_tma(monkeypatch):
-    """registry.TMA_COMPRESS: tq4/tq2 up to D=128 (1-byte groups, one step) take the TMA loop from 2^20
+    """registry.TMA_COMPRESS: every spec up to D=128 (one product step a row) takes the TMA loop from 2^20
     rows for 16-bit rows where runs_tma (pipelined 3 deep: the kernel's num_stages too); fp32 rows, smaller
-    buckets and the interpreter keep the pointer loads, and tq3, wide dims and decompress have no TMA form."""
+    buckets and the interpreter keep the pointer loads, and wide dims and decompress have no TMA form."""
     config = tuning.LaunchConfig(64, 4, 1)
     monkeypatch.setattr(registry, "runs_tma", lambda interpreted: True)
-    for head_dim in (128, 96, 64):
-        kernel = registry.BoundKernel(registry.load_variant("tq4", head_dim), "compress")
+    for spec, head_dim in (("tq4", 128), ("tq4", 96), ("tq3", 128), ("tq2", 64), ("tq4", 64)):
+        kernel = registry.BoundKernel(registry.load_variant(spec, head_dim), "compress")
         assert kernel.tma_rows
         meta = kernel.meta(config, "float16", 1 << 20)
         assert (meta["TMA_STAGES"], meta["num_stages"], meta["ROW_BLOCKS"], meta["x_desc"]) == (3, 3, 1, None)
@@ -240,7 +240,7 @@ def test_compress_reads_its_rows_by_tma_at_the_largest_bucket_on_gpus_with_tma(m
             assert (other["TMA_STAGES"], other["num_stages"], other["x_desc"]) == (0, 1, None)
     monkeypatch.setattr(registry, "runs_tma", lambda interpreted: False)
     assert kernel.meta(config, "float16", 1 << 20)["TMA_STAGES"] == 0
-    for spec, head_dim in (("tq3", 128), ("tq4", 256), ("tq2", 192)):
+    for spec, head_dim in (("tq3", 192), ("tq4", 256), ("tq2", 192)):
         kernel = registry.BoundKernel(registry.load_variant(spec, head_dim), "compress")
         assert not kernel.tma_rows and "TMA_STAGES" not in kernel.meta(config, "float16", 1 << 20)
     assert not registry.BoundKernel(registry.load_variant("tq4", 128), "decompress").tma_rows
