@@ -457,10 +457,15 @@ class BoundKernel:
     def run(self, config: tuning.LaunchConfig, n_rows: int, bucket: int, dtype: str, args: tuple) -> None:
         meta = self.meta(config, dtype, bucket)
         if meta.get("TMA_STAGES"):
-            grid, meta = self.tma_launch(n_rows, meta, args)
-            self.fn[grid](*args, n_rows, bucket, **meta)
+            self._launch_tma(n_rows, bucket, meta, args)
             return
         self.fn[self.grid(n_rows, meta)](*args, n_rows, bucket, **meta)
+
+    def _launch_tma(self, n_rows: int, bucket: int, meta: dict, args: tuple) -> None:
+        """A TMA compress launch: a descriptor and a grid each call (tma_launch), through Triton's own
+        launch (the descriptor is a host object the direct path does not pass)."""
+        grid, tma_meta = self.tma_launch(n_rows, meta, args)
+        self.fn[grid](*args, n_rows, bucket, **tma_meta)
 
     def config(self, n_rows: int, dtype: str, device: torch.device, args: tuple) -> tuning.LaunchConfig:
         bucket = row_bucket(n_rows)
@@ -485,9 +490,8 @@ class BoundKernel:
             memo = self._memo[key] = (self.rows_per_program(meta), meta, config, constexprs, self.grid(1, meta)[1],
                                       self.shares(meta))
         block, meta, _, constexprs, steps, shares = memo
-        if meta.get("TMA_STAGES"):  # a descriptor and a loop count each call: Triton's own launch
-            grid, tma_meta = self.tma_launch(n_rows, meta, args)
-            self.fn[grid](*args, n_rows, bucket, **tma_meta)
+        if meta.get("TMA_STAGES"):
+            self._launch_tma(n_rows, bucket, meta, args)
             return
         grid = (-(-n_rows // block) * shares, steps)
         if not self._direct:

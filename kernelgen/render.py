@@ -264,6 +264,13 @@ def _pair_centroids(layout: PackLayout) -> bool:
     return layout.codes_per_group == PAIR_CENTROIDS_CODES_PER_GROUP and layout.dim_pad <= ROW_CHUNK
 
 
+def _tma_rows(layout: PackLayout, fp16_search: bool, coordinate: bool) -> bool:
+    """Whether a module's compress may read its rows by TMA (the registry decides when:
+    registry.TMA_COMPRESS): a row in one product step, with the fp16 search (tq4, tq2) or in coordinate
+    order (tq3), the forms measured faster on an H100 (benchmarks/h100-tma.md, h100-tq3-tma.md)."""
+    return (fp16_search or coordinate) and layout.dim_pad <= ROW_CHUNK
+
+
 def _decompress_pieces(head_dim: int) -> tuple[tuple[int, int], ...] | None:
     """(first dim, width) of each piece of a head dim cut into two powers of two >= MIN_PIECE, the
     larger first; None where the head dim is a power of two or cuts otherwise."""
@@ -317,9 +324,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             fp16_search=fp16, fp16_levels=fp16 and _magnitude_search(fp16.symmetric_boundaries, spec.bits),
             coordinate_compress=coordinate, whole_rotation=whole,
             pieces=pieces, row_loads=_row_loads(layout, pieces),
-            # compress that may read its rows by TMA (registry.TMA_COMPRESS): a row in one product step,
-            # with the fp16 search (tq4, tq2) or in coordinate order (tq3), the forms measured on an H100
-            tma_rows=(fp16 is not None or coordinate) and layout.dim_pad <= ROW_CHUNK,
+            tma_rows=_tma_rows(layout, fp16 is not None, coordinate),
             pair_centroids=_pair_centroids(layout),
             word_stores=_word_stores(layout), word_groups=layout.dim_pad // layout.codes_per_group if coordinate
             else layout.slot_pad,
