@@ -83,3 +83,26 @@ class PackLayout:
     def byte_shift(self, index: int) -> int:
         """Right shift that brings byte `index` of a group word to the low 8 bits."""
         return 8 * (self.bytes_per_group - 1 - index)
+
+    def lane_group_columns(self) -> list[int]:
+        """The coordinate each column of compress's transposed rotation holds in lane-group order (where
+        render picks it for a coordinate-order compress): column p = 4g*a + 8b + 2q + e holds coordinate
+        g*(G*q + a) + 2b + e, with g codes a group and G = DIM_PAD / (4g) groups a lane.
+
+        Why: the accumulator of an NVIDIA MMA (mma.sync and wgmma alike) gives lane q (0..3) of each
+        quad of lanes columns 8c + 2q and 8c + 2q + 1 of every 8-column chunk c of a row. In this order,
+        chunks g/2 * a .. g/2 * a + g/2 - 1 of lane q hold group G*q + a whole, so each group's codes
+        are summed into its word inside one thread, with no shuffles; the kernel's reshape takes the
+        columns as [a, b, q, e] and the groups come out in order as [q, a]. Needs g even and DIM_PAD a
+        multiple of 4g."""
+        g, pad = self.codes_per_group, self.dim_pad
+        if g % 2 or pad % (4 * g):
+            raise LayoutError(f"lane-group columns need an even group of codes and a row padded to a multiple "
+                              f"of {4 * g}: {g} codes a group, {pad} dims")
+        per_lane = pad // (4 * g)
+        columns = []
+        for p in range(pad):
+            chunk, q, e = p // 8, (p // 2) % 4, p % 2
+            a, b = divmod(chunk, g // 2)
+            columns.append(g * (per_lane * q + a) + 2 * b + e)
+        return columns

@@ -73,7 +73,8 @@ WIDE_COMPRESS_ROW_BLOCKS = (128, 16)
 SLOT_SPLIT_RULE = (COLUMN_SPLIT_MAX_ROWS, {4: 2, 3: 2})
 # Compress of 16-bit rows that fit one product step (tq4, tq3 and tq2 up to D=128), from this row
 # bucket on and on GPUs with TMA: each block's rows read by TMA in a persistent loop that Triton pipelines
-# (TMA_STAGES deep), a few programs an SM: (first bucket, stages, rows padded to -> programs an SM).
+# (TMA_STAGES deep), a few programs an SM: (first bucket, stages, rows padded to -> programs an SM, the same
+# where the product takes the fp16 rows as TMA leaves them: see raw_product).
 # Measured on an H100, 1M fp16 rows, B64 w4, three rounds each timing the shipped kernel first
 # (benchmarks/experiments/tma_persistent_dims.py): tq4 D=128 137.1-141.6 µs (2 an SM) against 144.5-146.0;
 # D=96 137.8-143.1 against 141.2-145.0; D=64 65.8-66.3 (4 an SM, 3 stages) against 68.6-68.9; tq2 D=128
@@ -83,7 +84,14 @@ SLOT_SPLIT_RULE = (COLUMN_SPLIT_MAX_ROWS, {4: 2, 3: 2})
 # tables tuned for it, `kernelgen bench` put tq4 D=128 at 139.5-140.7 µs (80.3-81.1% of copy), h100-tma.md.
 # tq3 (coordinate-order compress), B64 w4, three rounds each (experiments/h100-tma_registry_check-tq3.txt):
 # D=128 165.3-165.5 against 171.6-173.2, D=96 158.3 against 166.9-167.4, D=64 74.0-74.4 against 78.9-79.3.
-TMA_COMPRESS = (MAX_ROW_BUCKET, 3, {128: 2, 64: 4})
+# Stages {2, 3, 4} x programs an SM {1, 2, 3} x B32 w4 / B64 w4 / B128 w8 (experiments/tma_sweep.py, tq3
+# and tq4 at D=128 and 96, rows normalized before the product): 3 stages, 2 an SM, B64 w4 fastest for each
+# (tq4 D=128 136.4-136.8 µs; 3 an SM 179.7-180.1, shared memory then holds 2).
+# With the product on the raw fp16 rows (raw_product_compress.py: 16 KB less shared memory a program), 3
+# an SM at D=128/96: tq4 D=128 130.3-133.1 against 134.6-140.2 µs at 2, D=96 123.8-124.0 against
+# 126.0-127.3, tq2 D=128 113.6-114.5 against 119.6-127.6; tq3 (lane groups) D=96 119.2-120.5 against
+# 126.0-127.6, D=128 123.5-127.0 against 124.1-127.2. At D=64, 6 an SM: tq4 66.8-67.1 against 65.5-65.9 at 4.
+TMA_COMPRESS = (MAX_ROW_BUCKET, 3, {128: 2, 64: 4}, {128: 3, 64: 4})
 OPS = ("compress", "decompress", "decompress_rotated")
 
 _added_paths: list[Path] = []
@@ -164,9 +172,16 @@ def tma_stages(bucket: int, dtype: str, head_dim: int, dim_pad: int, tma: bool) 
     descriptor needs rows that start on 16 bytes: head dims that are not a multiple of 8 keep the pointer
     loads (the quantizer hands the kernels 16-byte aligned tensors). TMA coordinates are 32-bit, which
     bounds the rows at 2^31, past any GPU's memory (256 GiB of fp16 rows at D=64)."""
-    first, stages, per_sm = TMA_COMPRESS
+    first, stages, per_sm, _ = TMA_COMPRESS
     return (stages if tma and dtype != "float32" and bucket >= first and dim_pad in per_sm and head_dim % 8 == 0
             else 0)
+
+
+def raw_product(dtype: str, precision: str) -> bool:
+    """Whether a TMA compress takes the rows into its product as they are (the kernel's RAW_PRODUCT): fp16
+    rows with fp16 operands, the rows already exact operands. bf16 rows are normalized first (fp16 may not
+    hold them: past 65504, or their small values), as are rows with fp32 operands."""
+    return dtype == "float16" and precision == "fp16"
 
 
 def runs_tma(interpreted: bool) -> bool:
@@ -216,10 +231,18 @@ class LoadedVariant:
 
     def compress_rotation(self, precision: str) -> torch.Tensor:
         """The rotation as the module's compress takes it: the slots, or where the module says
-        COMPRESS_ROTATION = "transposed", the padded rotation transposed (coordinates in order)."""
-        if getattr(self.module, "COMPRESS_ROTATION", "slots") == "slots":
+        COMPRESS_ROTATION = "transposed", the padded rotation transposed (coordinates in order), or with
+        "lane_groups", transposed with its columns in lane-group order (PackLayout.lane_group_columns)."""
+        form = getattr(self.module, "COMPRESS_ROTATION", "slots")
+        if form == "slots":
             return self.slots(precision)
-        return self.padded_rotation(precision).T.contiguous()
+        transposed = self.padded_rotation(precision).T
+        if form == "lane_groups":
+            return transposed[:, self.layout.lane_group_columns()].contiguous()
+        if form == "transposed":
+            return transposed.contiguous()
+        raise CorruptVariant(f"{self.entry.module}: COMPRESS_ROTATION = {form!r} is none of 'transposed', "
+                             "'lane_groups' (a module from another kernelgen version?)")
 
     def padded_rotation(self, precision: str) -> torch.Tensor:
         """The rotation as decompress takes it: (DIM_PAD, DIM_PAD), zero past the head dim, fp16 for the
@@ -412,11 +435,12 @@ class BoundKernel:
     def tma_launch(self, n_rows: int, meta: dict, args: tuple) -> tuple[tuple[int, int], dict]:
         """The grid and metas of a TMA compress launch (meta["TMA_STAGES"] > 0): a descriptor of the rows
         (args[0], (n_rows, HEAD_DIM) contiguous), block BLOCK_ROWS x DIM_PAD, zeros past HEAD_DIM; as many
-        programs as TMA_COMPRESS puts on each SM, at most one a row block."""
+        programs as TMA_COMPRESS puts on each SM for the rows' form (raw_product), at most one a row block."""
         from triton.tools.tensor_descriptor import TensorDescriptor
 
         x, block, layout = args[0], meta["BLOCK_ROWS"], self.variant.layout
-        programs = min(-(-n_rows // block), TMA_COMPRESS[2][layout.dim_pad] * self._multiprocessors())
+        per_sm = TMA_COMPRESS[3 if raw_product(str(x.dtype).removeprefix("torch."), meta["PRECISION"]) else 2]
+        programs = min(-(-n_rows // block), per_sm[layout.dim_pad] * self._multiprocessors())
         desc = TensorDescriptor(x, [n_rows, layout.head_dim], [layout.head_dim, 1], [block, layout.dim_pad])
         return (programs, 1), dict(meta, x_desc=desc)
 

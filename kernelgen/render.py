@@ -192,6 +192,13 @@ K_CHUNK = 128  # decompress coordinates per tl.dot step (the whole row up to D=1
 # 8 codes (tq3) 333.4 against 384.5 µs a slot (B32 w4); 2 and 4 codes no gain
 # (benchmarks/experiments/one_product_d128.py).
 COORDINATE_COMPRESS_CODES_PER_GROUP = 8
+# ... and, at rows padded to these widths, takes the rotation's columns in lane-group order
+# (PackLayout.lane_group_columns: each group's codes in one thread of the product's accumulator), so that its
+# weighted group sums run inside threads instead of across lanes. Measured on an H100, tq3, 1M fp16 rows,
+# B64 w4, the rows by TMA, three rounds (benchmarks/experiments/raw_product_compress.py, forms "scaled"
+# and "perm"): D=128 144.5-150.1 against 124.1-127.2 µs, D=96 149.9-150.8 against 126.0-127.6 µs. At 64
+# a lane holds two groups, half a word's four: not measured, not taken.
+LANE_GROUP_DIM_PADS = (128,)
 
 
 # compress stores the packed bytes as int32 words where a byte group is several bytes (3 bits: 3 bytes)
@@ -312,6 +319,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
         coordinate = (layout.codes_per_group == COORDINATE_COMPRESS_CODES_PER_GROUP
                       and layout.dim_pad <= ROW_CHUNK)
         fp16 = None if coordinate else _fp16_search(codebook.boundaries, layout)
+        lane_groups = coordinate and layout.dim_pad in LANE_GROUP_DIM_PADS
         whole = ROW_CHUNK < layout.dim_pad <= WHOLE_ROTATION_MAX_DIM  # wide rows, the rotation fits shared memory
         pieces = _decompress_pieces(head_dim)
         source = template.render(
@@ -322,7 +330,8 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             out_chunk=min(OUT_CHUNK, layout.dim_pad), search=_magnitude_search(codebook.boundaries, spec.bits),
             half=1 << (spec.bits - 1), word_offset=_word_offset(layout),
             fp16_search=fp16, fp16_levels=fp16 and _magnitude_search(fp16.symmetric_boundaries, spec.bits),
-            coordinate_compress=coordinate, whole_rotation=whole,
+            coordinate_compress=coordinate, whole_rotation=whole, lane_groups=lane_groups,
+            groups_per_lane=layout.dim_pad // (4 * layout.codes_per_group),
             pieces=pieces, row_loads=_row_loads(layout, pieces),
             tma_rows=_tma_rows(layout, fp16 is not None, coordinate),
             pair_centroids=_pair_centroids(layout),

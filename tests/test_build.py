@@ -225,6 +225,26 @@ def test_word_offset_turns_the_signed_codes_sum_into_the_group_word_exactly_in_f
         render._word_offset(PackLayout(5, 64))
 
 
+@pytest.mark.parametrize("bits,head_dim", [(3, 128), (3, 96), (3, 64), (4, 128), (2, 64), (3, 16)])
+def test_lane_group_columns_put_each_byte_group_in_one_lane_of_the_mma_accumulator(bits, head_dim):
+    """PackLayout.lane_group_columns: an MMA accumulator gives lane q (0..3) of a quad columns 8c + 2q and
+    8c + 2q + 1 of every 8-column chunk c. In lane-group order, the columns one lane holds, taken in chunk
+    order, are whole byte groups, g codes in slot order, the groups in order lane by lane; every coordinate
+    appears once. A layout whose groups cannot fill a lane's chunks is refused."""
+    from kernelgen.layout import LayoutError, PackLayout
+
+    layout = PackLayout(bits, head_dim)
+    g, pad = layout.codes_per_group, layout.dim_pad
+    if g % 2 or pad % (4 * g):
+        with pytest.raises(LayoutError, match="lane-group"):
+            layout.lane_group_columns()
+        return
+    columns = layout.lane_group_columns()
+    assert sorted(columns) == list(range(pad))
+    lanes = [[columns[8 * c + 2 * q + e] for c in range(pad // 8) for e in (0, 1)] for q in range(4)]
+    assert sum(lanes, []) == list(range(pad))  # lane 0 holds groups 0.., then lane 1, ...; each in slot order
+
+
 def _fp16_search_case(bits, head_dim, law="gaussian"):
     from kernelgen import constants
     from kernelgen.layout import PackLayout

@@ -248,15 +248,27 @@ def test_compress_reads_its_rows_by_tma_at_the_largest_bucket_on_gpus_with_tma(m
     assert [registry.tma_stages(1 << 20, "float16", d, 128, True) for d in (96, 100, 104, 127)] == [3, 0, 3, 0]
 
 
+def test_only_fp16_rows_with_fp16_operands_go_into_a_tma_compress_product_raw():
+    """registry.raw_product, the registry's side of the kernels' RAW_PRODUCT: fp16 rows are exact fp16
+    operands; bf16 rows (which fp16 may not hold) and fp32 operands take the rows normalized first."""
+    assert registry.raw_product("float16", "fp16")
+    assert not registry.raw_product("bfloat16", "fp16")
+    assert not registry.raw_product("float16", "tf32x3") and not registry.raw_product("float16", "ieee")
+
+
 def test_a_tma_launch_takes_a_descriptor_of_the_rows_and_a_few_programs_an_sm(monkeypatch):
     """BoundKernel.tma_launch: the descriptor covers (n_rows, HEAD_DIM) with blocks of BLOCK_ROWS x DIM_PAD
-    (D=96: 128 columns, TMA zero-fills past 96); the grid holds TMA_COMPRESS's programs an SM (2 at
-    DIM_PAD 128, 4 at 64), never more than the row blocks."""
-    meta = {"BLOCK_ROWS": 64, "TMA_STAGES": 3, "x_desc": None}
-    for head_dim, rows, sms, programs in ((96, 100_000, 132, 264), (64, 100_000, 132, 528), (96, 1000, 132, 16)):
+    (D=96: 128 columns, TMA zero-fills past 96); the grid holds TMA_COMPRESS's programs an SM (at DIM_PAD
+    128: 3 where the product takes the raw fp16 rows, fp16 rows with fp16 operands; else 2; at 64: 4 either
+    way), never more than the row blocks."""
+    for head_dim, rows, dtype, precision, programs in (
+            (96, 100_000, torch.float16, "fp16", 396), (96, 100_000, torch.bfloat16, "fp16", 264),
+            (96, 100_000, torch.float16, "tf32x3", 264), (64, 100_000, torch.float16, "fp16", 528),
+            (64, 100_000, torch.bfloat16, "fp16", 528), (96, 1000, torch.float16, "fp16", 16)):
+        meta = {"BLOCK_ROWS": 64, "PRECISION": precision, "TMA_STAGES": 3, "x_desc": None}
         kernel = registry.BoundKernel(registry.load_variant("tq4", head_dim), "compress")
-        monkeypatch.setattr(kernel, "_multiprocessors", lambda sms=sms: sms)
-        x = torch.zeros(rows, head_dim, dtype=torch.float16)
+        monkeypatch.setattr(kernel, "_multiprocessors", lambda: 132)
+        x = torch.zeros(rows, head_dim, dtype=dtype)
         grid, launch_meta = kernel.tma_launch(rows, meta, (x,))
         assert grid == (programs, 1)
         desc = launch_meta["x_desc"]

@@ -191,7 +191,12 @@ def tq2_d80_compress(
     is a few programs an SM instead, each taking every num_programs-th row block, its rows read by TMA
     through x_desc (a tensor descriptor of the rows, block BLOCK_ROWS x DIM_PAD, zeros past HEAD_DIM), the
     loop pipelined TMA_STAGES deep by Triton; ROW_BLOCKS is not used. Measured faster on an H100 than the
-    pointer loads (benchmarks/experiments/tma_persistent_dims.py)."""
+    pointer loads (benchmarks/experiments/tma_persistent_dims.py). There, fp16 rows with PRECISION fp16
+    (RAW_PRODUCT) go into the product as TMA left them in shared memory, exact fp16 operands, and the
+    product is scaled by 1 / (norm + eps) after: the same values as normalizing first up to rounding, with
+    no round trip of the normalized tile through shared memory (measured faster on an H100:
+    benchmarks/experiments/raw_product_compress.py). bf16 rows, which fp16 may not hold, are normalized
+    first."""
     k = tl.arange(0, ROW_CHUNK)[:, None]
     n = tl.arange(0, SLOT_PAD)[None, :]
     # the slots first: their reads (from L2) overlap the row's read (measured faster on an H100)
@@ -201,6 +206,7 @@ def tq2_d80_compress(
     w2 = tl.load(w + 2 * DIM_PAD * SLOT_PAD)
     w3 = tl.load(w + 3 * DIM_PAD * SLOT_PAD)
     if TMA_STAGES > 0:  # 16-bit rows by TMA, a persistent loop that Triton pipelines (see the docstring)
+        RAW_PRODUCT: tl.constexpr = x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"
         # a loop bounded at run time: measured faster on an H100 than a constant count of blocks from 0
         # (benchmarks/experiments/tma_loop_forms.py)
         for block in tl.range(tl.program_id(0), tl.cdiv(n_rows, BLOCK_ROWS), tl.num_programs(0), num_stages=TMA_STAGES):
@@ -209,11 +215,18 @@ def tq2_d80_compress(
             x = x_desc.load([block * BLOCK_ROWS, 0])  # zeros past HEAD_DIM
             xf = x.to(tl.float32)
             norm = tl.sqrt(tl.sum(xf * xf, axis=1))
-            xf = xf * (1.0 / (norm + NORM_EPS))[:, None]
-            y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 0: coordinates 0, 4, 8, ...
-            y1 = _dot(xf, w1, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 1: coordinates 1, 5, 9, ...
-            y2 = _dot(xf, w2, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 2: coordinates 2, 6, 10, ...
-            y3 = _dot(xf, w3, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 3: coordinates 3, 7, 11, ...
+            inv = (1.0 / (norm + NORM_EPS))[:, None]
+            if RAW_PRODUCT:  # the fp16 rows as TMA left them in shared memory, the product scaled after
+                y0 = tl.dot(x, w0) * inv  # slot 0: coordinates 0, 4, 8, ...
+                y1 = tl.dot(x, w1) * inv  # slot 1: coordinates 1, 5, 9, ...
+                y2 = tl.dot(x, w2) * inv  # slot 2: coordinates 2, 6, 10, ...
+                y3 = tl.dot(x, w3) * inv  # slot 3: coordinates 3, 7, 11, ...
+            else:
+                xf = xf * inv
+                y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 0: coordinates 0, 4, 8, ...
+                y1 = _dot(xf, w1, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 1: coordinates 1, 5, 9, ...
+                y2 = _dot(xf, w2, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 2: coordinates 2, 6, 10, ...
+                y3 = _dot(xf, w3, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 3: coordinates 3, 7, 11, ...
             tl.store(norms_ptr + rows, norm, mask=row_ok)
 
             # slot j's code goes to bits [2*(4-1-j), 2*(4-j)) of its group word, first coordinate highest:

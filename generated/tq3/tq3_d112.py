@@ -7,7 +7,9 @@
 Stored format: packed rows of 42 bytes (uint8), the codes as one MSB-first bit
 stream (8 codes in 3 bytes); norms as fp32.
 compress takes the rotation transposed as `rotation_t`, (128, 128) zero padded (fp16 where PRECISION below
-says fp16, else fp32): rotation_t[k, c] = rotation[c, k], so the product gives the coordinates in order.
+says fp16, else fp32): rotation_t[k, p] = rotation[c(p), k], its columns in lane-group order: column
+p = 32a + 8b + 2q + e holds coordinate c(p) = 8(4q + a) + 2b + e (kernelgen.layout.PackLayout.lane_group_columns),
+so each byte group's codes land in one thread of the product's accumulator.
 decompress takes the rotation itself as `rotation`, (128, 128) zero padded, in the same precision.
 The decompress kernels take the codebook as `centroids`, a (8,) table (CENTROIDS below; fp16 where
 PRECISION says fp16 for the products, else fp32; fp32 always for decompress_rotated).
@@ -27,7 +29,7 @@ ROW_CHUNK = tl.constexpr(128)  # compress: input dims per tl.dot step (the whole
 OUT_CHUNK = tl.constexpr(128)  # decompress: output dims per tl.dot step
 K_CHUNK = tl.constexpr(128)  # decompress: coordinates per tl.dot step (the whole row)
 NORM_EPS = tl.constexpr(1e-10)
-COMPRESS_ROTATION = "transposed"  # compress takes the rotation transposed (see above); without this line, the slots
+COMPRESS_ROTATION = "lane_groups"  # compress takes the rotation transposed, columns in lane-group order (see above); without this line, the slots
 # decompress with fp16 products gathers the centroids of two codes at once: its table holds 64 int32
 # words, word (a << 3) | b the fp16 centroids of codes a (low half) and b (high half); without this line, the
 # 8 centroids
@@ -122,6 +124,8 @@ def tq3_d112_compress(
     transposed, zero padded, in fp16 when PRECISION is fp16, else in fp32. One product instead of 8 narrow
     slot products, each re-reading the row tile: measured faster on an H100 at 8 codes a group
     (benchmarks/experiments/search_forms_d128.py).
+    The rotation's columns come in lane-group order (see the module docstring), so each group's sum runs
+    inside one thread, with no shuffles across lanes (render.LANE_GROUP_DIM_PADS).
     A program compresses ROW_BLOCKS blocks of BLOCK_ROWS rows, one after the other, with the rotation
     loaded once and (16-bit rows) each block's rows read before the previous block's work (the registry sets
     ROW_BLOCKS > 1 for large row counts; measured faster on an H100:
@@ -130,12 +134,18 @@ def tq3_d112_compress(
     is a few programs an SM instead, each taking every num_programs-th row block, its rows read by TMA
     through x_desc (a tensor descriptor of the rows, block BLOCK_ROWS x DIM_PAD, zeros past HEAD_DIM), the
     loop pipelined TMA_STAGES deep by Triton; ROW_BLOCKS is not used. Measured faster on an H100 than the
-    pointer loads (benchmarks/experiments/tma_persistent_dims.py)."""
+    pointer loads (benchmarks/experiments/tma_persistent_dims.py). There, fp16 rows with PRECISION fp16
+    (RAW_PRODUCT) go into the product as TMA left them in shared memory, exact fp16 operands, and the
+    product is scaled by 1 / (norm + eps) after: the same values as normalizing first up to rounding, with
+    no round trip of the normalized tile through shared memory (measured faster on an H100:
+    benchmarks/experiments/raw_product_compress.py). bf16 rows, which fp16 may not hold, are normalized
+    first."""
     k = tl.arange(0, ROW_CHUNK)[:, None]
     c = tl.arange(0, DIM_PAD)
     # the rotation first: its read (from L2) overlaps the row's read
     rotation_t = tl.load(rotation_t_ptr + k * DIM_PAD + c[None, :])
     if TMA_STAGES > 0:  # 16-bit rows by TMA, a persistent loop that Triton pipelines (see the docstring)
+        RAW_PRODUCT: tl.constexpr = x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"
         # a loop bounded at run time: measured faster on an H100 than a constant count of blocks from 0
         # (benchmarks/experiments/tma_loop_forms.py)
         for block in tl.range(tl.program_id(0), tl.cdiv(n_rows, BLOCK_ROWS), tl.num_programs(0), num_stages=TMA_STAGES):
@@ -144,17 +154,25 @@ def tq3_d112_compress(
             x = x_desc.load([block * BLOCK_ROWS, 0])  # zeros past HEAD_DIM
             xf = x.to(tl.float32)
             norm = tl.sqrt(tl.sum(xf * xf, axis=1))
-            xf = xf * (1.0 / (norm + NORM_EPS))[:, None]
-            y = _dot(xf, rotation_t, tl.zeros((BLOCK_ROWS, DIM_PAD), dtype=tl.float32), PRECISION)
+            inv = (1.0 / (norm + NORM_EPS))[:, None]
+            if RAW_PRODUCT:  # the fp16 rows as TMA left them in shared memory, the product scaled after
+                y = tl.dot(x, rotation_t) * inv
+            else:
+                xf = xf * inv
+                y = _dot(xf, rotation_t, tl.zeros((BLOCK_ROWS, DIM_PAD), dtype=tl.float32), PRECISION)
             tl.store(norms_ptr + rows, norm, mask=row_ok)
 
             # slot j's code goes to bits [3*(8-1-j), 3*(8-j)) of its group word, first coordinate highest:
             # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
             # common offset 3.5 scaled the same (8388607.5): exact in fp32 (24 bits; every partial sum is a
             # multiple of 0.5 below 2^23), converted to an integer once
-            # (column 8*n + j of y is code j of group n: scaled by 2^(3*(8-1-j)), summed over each group's 8 columns)
-            scale = (1 << (3 * (7 - c % 8))).to(tl.float32)
-            word = (tl.sum(tl.reshape(_signed_code(y) * scale[None, :], (BLOCK_ROWS, DIM_PAD // 8, 8)), axis=2) + 8388607.5).to(tl.int32)
+            # (column p = 32a + 8b + 2q + e of y is code j = 2b + e of group 4q + a, see COMPRESS_ROTATION: scaled by
+            # 2^(3*(8-1-j)), summed over b and e inside each thread, then the groups put in order, [q, a])
+            slot = 2 * ((c // 8) % 4) + c % 2
+            scale = (1 << (3 * (7 - slot))).to(tl.float32)
+            codes = tl.reshape(_signed_code(y) * scale[None, :], (BLOCK_ROWS, 4, 4, 4, 2))  # [row, a, b, q, e]
+            word = tl.reshape(tl.permute(tl.sum(tl.sum(codes, axis=4), axis=2), (0, 2, 1)), (BLOCK_ROWS, DIM_PAD // 8))
+            word = (word + 8388607.5).to(tl.int32)
             groups = tl.arange(0, DIM_PAD // 8)
             out_ok = row_ok[:, None] & (groups < GROUPS)[None, :]
             out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
@@ -190,9 +208,13 @@ def tq3_d112_compress(
             # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
             # common offset 3.5 scaled the same (8388607.5): exact in fp32 (24 bits; every partial sum is a
             # multiple of 0.5 below 2^23), converted to an integer once
-            # (column 8*n + j of y is code j of group n: scaled by 2^(3*(8-1-j)), summed over each group's 8 columns)
-            scale = (1 << (3 * (7 - c % 8))).to(tl.float32)
-            word = (tl.sum(tl.reshape(_signed_code(y) * scale[None, :], (BLOCK_ROWS, DIM_PAD // 8, 8)), axis=2) + 8388607.5).to(tl.int32)
+            # (column p = 32a + 8b + 2q + e of y is code j = 2b + e of group 4q + a, see COMPRESS_ROTATION: scaled by
+            # 2^(3*(8-1-j)), summed over b and e inside each thread, then the groups put in order, [q, a])
+            slot = 2 * ((c // 8) % 4) + c % 2
+            scale = (1 << (3 * (7 - slot))).to(tl.float32)
+            codes = tl.reshape(_signed_code(y) * scale[None, :], (BLOCK_ROWS, 4, 4, 4, 2))  # [row, a, b, q, e]
+            word = tl.reshape(tl.permute(tl.sum(tl.sum(codes, axis=4), axis=2), (0, 2, 1)), (BLOCK_ROWS, DIM_PAD // 8))
+            word = (word + 8388607.5).to(tl.int32)
             groups = tl.arange(0, DIM_PAD // 8)
             out_ok = row_ok[:, None] & (groups < GROUPS)[None, :]
             out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP

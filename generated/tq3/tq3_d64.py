@@ -130,12 +130,18 @@ def tq3_d64_compress(
     is a few programs an SM instead, each taking every num_programs-th row block, its rows read by TMA
     through x_desc (a tensor descriptor of the rows, block BLOCK_ROWS x DIM_PAD, zeros past HEAD_DIM), the
     loop pipelined TMA_STAGES deep by Triton; ROW_BLOCKS is not used. Measured faster on an H100 than the
-    pointer loads (benchmarks/experiments/tma_persistent_dims.py)."""
+    pointer loads (benchmarks/experiments/tma_persistent_dims.py). There, fp16 rows with PRECISION fp16
+    (RAW_PRODUCT) go into the product as TMA left them in shared memory, exact fp16 operands, and the
+    product is scaled by 1 / (norm + eps) after: the same values as normalizing first up to rounding, with
+    no round trip of the normalized tile through shared memory (measured faster on an H100:
+    benchmarks/experiments/raw_product_compress.py). bf16 rows, which fp16 may not hold, are normalized
+    first."""
     k = tl.arange(0, ROW_CHUNK)[:, None]
     c = tl.arange(0, DIM_PAD)
     # the rotation first: its read (from L2) overlaps the row's read
     rotation_t = tl.load(rotation_t_ptr + k * DIM_PAD + c[None, :])
     if TMA_STAGES > 0:  # 16-bit rows by TMA, a persistent loop that Triton pipelines (see the docstring)
+        RAW_PRODUCT: tl.constexpr = x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"
         # a loop bounded at run time: measured faster on an H100 than a constant count of blocks from 0
         # (benchmarks/experiments/tma_loop_forms.py)
         for block in tl.range(tl.program_id(0), tl.cdiv(n_rows, BLOCK_ROWS), tl.num_programs(0), num_stages=TMA_STAGES):
@@ -144,8 +150,12 @@ def tq3_d64_compress(
             x = x_desc.load([block * BLOCK_ROWS, 0])  # zeros past HEAD_DIM
             xf = x.to(tl.float32)
             norm = tl.sqrt(tl.sum(xf * xf, axis=1))
-            xf = xf * (1.0 / (norm + NORM_EPS))[:, None]
-            y = _dot(xf, rotation_t, tl.zeros((BLOCK_ROWS, DIM_PAD), dtype=tl.float32), PRECISION)
+            inv = (1.0 / (norm + NORM_EPS))[:, None]
+            if RAW_PRODUCT:  # the fp16 rows as TMA left them in shared memory, the product scaled after
+                y = tl.dot(x, rotation_t) * inv
+            else:
+                xf = xf * inv
+                y = _dot(xf, rotation_t, tl.zeros((BLOCK_ROWS, DIM_PAD), dtype=tl.float32), PRECISION)
             tl.store(norms_ptr + rows, norm, mask=row_ok)
 
             # slot j's code goes to bits [3*(8-1-j), 3*(8-j)) of its group word, first coordinate highest:
