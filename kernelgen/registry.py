@@ -86,8 +86,8 @@ SLOT_SPLIT_RULE = (COLUMN_SPLIT_MAX_ROWS, {4: 2, 3: 2})
 # D=128 165.3-165.5 against 171.6-173.2, D=96 158.3 against 166.9-167.4, D=64 74.0-74.4 against 78.9-79.3.
 # Stages {2, 3, 4} x programs an SM {1, 2, 3} x B32 w4 / B64 w4 / B128 w8 (experiments/tma_sweep.py, tq3
 # and tq4 at D=128 and 96, rows normalized before the product): 3 stages, 2 an SM, B64 w4 fastest for each
-# (tq4 D=128 136.4-136.8 µs; 3 an SM 179.7-180.1, shared memory then holds 2).
-# With the product on the raw fp16 rows (raw_product_compress.py: 16 KB less shared memory a program), 3
+# (tq4 D=128 136.4-136.8 µs; 3 an SM 179.7-180.1: at 82 KB of shared memory a program, an SM holds 2).
+# With the product on the raw fp16 rows (raw_product_compress.py: 12-15 KB less shared memory a program), 3
 # an SM at D=128/96: tq4 D=128 130.3-133.1 against 134.6-140.2 µs at 2, D=96 123.8-124.0 against
 # 126.0-127.3, tq2 D=128 113.6-114.5 against 119.6-127.6; tq3 (lane groups) D=96 119.2-120.5 against
 # 126.0-127.6, D=128 123.5-127.0 against 124.1-127.2. At D=64, 6 an SM: tq4 66.8-67.1 against 65.5-65.9 at 4.
@@ -388,6 +388,8 @@ class BoundKernel:
         self.loops_rows = "ROW_BLOCKS" in self.fn.arg_names  # a program can take several row blocks
         self.splits_slots = "SLOT_SPLIT" in self.fn.arg_names  # wide compress: see SLOT_SPLIT_RULE
         self.tma_rows = "x_desc" in self.fn.arg_names  # compress that can read its rows by TMA: TMA_COMPRESS
+        # the columns of its TMA box: the module's TMA_K where it reads a row in pieces, else the padded row
+        self.tma_box_columns = module.TMA_K.value if hasattr(module, "TMA_K") else module.DIM_PAD.value
         self._sms: dict[int, int] = {}
         # compress with the fp16 search: its PTX on a GPU, its Triton form under the interpreter
         self.inline_ptx = "INLINE_PTX" in self.fn.arg_names
@@ -434,14 +436,16 @@ class BoundKernel:
 
     def tma_launch(self, n_rows: int, meta: dict, args: tuple) -> tuple[tuple[int, int], dict]:
         """The grid and metas of a TMA compress launch (meta["TMA_STAGES"] > 0): a descriptor of the rows
-        (args[0], (n_rows, HEAD_DIM) contiguous), block BLOCK_ROWS x DIM_PAD, zeros past HEAD_DIM; as many
+        (args[0], (n_rows, HEAD_DIM) contiguous), block BLOCK_ROWS x DIM_PAD (x TMA_K where the module reads a
+        row in pieces), zeros past HEAD_DIM; as many
         programs as TMA_COMPRESS puts on each SM for the rows' form (raw_product), at most one a row block."""
         from triton.tools.tensor_descriptor import TensorDescriptor
 
         x, block, layout = args[0], meta["BLOCK_ROWS"], self.variant.layout
         per_sm = TMA_COMPRESS[3 if raw_product(str(x.dtype).removeprefix("torch."), meta["PRECISION"]) else 2]
         programs = min(-(-n_rows // block), per_sm[layout.dim_pad] * self._multiprocessors())
-        desc = TensorDescriptor(x, [n_rows, layout.head_dim], [layout.head_dim, 1], [block, layout.dim_pad])
+        box = self.tma_box_columns
+        desc = TensorDescriptor(x, [n_rows, layout.head_dim], [layout.head_dim, 1], [block, box])
         return (programs, 1), dict(meta, x_desc=desc)
 
     def launch_forms(self, space: list[tuning.LaunchConfig], dtype: str, buckets: list[int]) -> list:

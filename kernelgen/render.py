@@ -278,6 +278,16 @@ def _tma_rows(layout: PackLayout, fp16_search: bool, coordinate: bool) -> bool:
     return (fp16_search or coordinate) and layout.dim_pad <= ROW_CHUNK
 
 
+# Compress by TMA (the slot forms) of a head dim cut in pieces (see MIN_PIECE) reads each row block in
+# boxes of MIN_PIECE columns and takes its products in as many steps, instead of one box padded to DIM_PAD:
+# measured on an H100, tq4 D=96, 1M fp16 rows, B64 w4, three rounds (benchmarks/experiments/
+# pieces_compress_d96.py): 111.6-112.0 µs against 125.2-125.9 (3 programs an SM; at 2, 123.7-125.0). Cutting
+# the slots' columns as well (48 of 64 real) gave no more (112.1-113.8 µs); not taken.
+def _tma_k(layout: PackLayout, tma_rows: bool, coordinate: bool, pieces) -> int | None:
+    """The columns of a TMA box where compress reads its rows in pieces (above), else None."""
+    return MIN_PIECE if tma_rows and not coordinate and pieces is not None else None
+
+
 def _decompress_pieces(head_dim: int) -> tuple[tuple[int, int], ...] | None:
     """(first dim, width) of each piece of a head dim cut into two powers of two >= MIN_PIECE, the
     larger first; None where the head dim is a power of two or cuts otherwise."""
@@ -322,6 +332,8 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
         lane_groups = coordinate and layout.dim_pad in LANE_GROUP_DIM_PADS
         whole = ROW_CHUNK < layout.dim_pad <= WHOLE_ROTATION_MAX_DIM  # wide rows, the rotation fits shared memory
         pieces = _decompress_pieces(head_dim)
+        tma_rows = _tma_rows(layout, fp16 is not None, coordinate)
+        tma_k = _tma_k(layout, tma_rows, coordinate, pieces)
         source = template.render(
             version=__version__, spec=spec, spec_path=spec_path, spec_hash=spec.digest(),
             layout=layout, codebook=codebook, names=names,
@@ -333,7 +345,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             coordinate_compress=coordinate, whole_rotation=whole, lane_groups=lane_groups,
             groups_per_lane=layout.dim_pad // (4 * layout.codes_per_group),
             pieces=pieces, row_loads=_row_loads(layout, pieces),
-            tma_rows=_tma_rows(layout, fp16 is not None, coordinate),
+            tma_rows=tma_rows, tma_k=tma_k, tma_k_steps=tma_k and head_dim // tma_k,
             pair_centroids=_pair_centroids(layout),
             word_stores=_word_stores(layout), word_groups=layout.dim_pad // layout.codes_per_group if coordinate
             else layout.slot_pad,

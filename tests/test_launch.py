@@ -248,6 +248,18 @@ def test_compress_reads_its_rows_by_tma_at_the_largest_bucket_on_gpus_with_tma(m
     assert [registry.tma_stages(1 << 20, "float16", d, 128, True) for d in (96, 100, 104, 127)] == [3, 0, 3, 0]
 
 
+def test_tma_compress_reads_rows_in_pieces_only_where_the_head_dim_cuts_into_pieces():
+    """render._tma_k: the slot-form compress of a head dim cut in pieces (D=96 = 64 + 32) reads its rows
+    in boxes of render.MIN_PIECE columns (the module's TMA_K, which the registry's descriptor takes); other
+    head dims, tq3's coordinate-order compress, and modules without a TMA form read one padded box."""
+    for spec in ("tq4", "tq3", "tq2"):
+        for head_dim in (64, 80, 96, 112, 128, 192, 256):
+            kernel = registry.BoundKernel(registry.load_variant(spec, head_dim), "compress")
+            in_pieces = spec != "tq3" and head_dim == 96
+            assert hasattr(kernel.variant.module, "TMA_K") == in_pieces, (spec, head_dim)
+            assert kernel.tma_box_columns == (32 if in_pieces else kernel.variant.layout.dim_pad)
+
+
 def test_only_fp16_rows_with_fp16_operands_go_into_a_tma_compress_product_raw():
     """registry.raw_product, the registry's side of the kernels' RAW_PRODUCT: fp16 rows are exact fp16
     operands; bf16 rows (which fp16 may not hold) and fp32 operands take the rows normalized first."""
@@ -257,8 +269,9 @@ def test_only_fp16_rows_with_fp16_operands_go_into_a_tma_compress_product_raw():
 
 
 def test_a_tma_launch_takes_a_descriptor_of_the_rows_and_a_few_programs_an_sm(monkeypatch):
-    """BoundKernel.tma_launch: the descriptor covers (n_rows, HEAD_DIM) with blocks of BLOCK_ROWS x DIM_PAD
-    (D=96: 128 columns, TMA zero-fills past 96); the grid holds TMA_COMPRESS's programs an SM (at DIM_PAD
+    """BoundKernel.tma_launch: the descriptor covers (n_rows, HEAD_DIM) with blocks of BLOCK_ROWS x DIM_PAD,
+    or x TMA_K where the module reads its rows in pieces (tq4 D=96: boxes of 32 columns, three a block);
+    the grid holds TMA_COMPRESS's programs an SM (at DIM_PAD
     128: 3 where the product takes the raw fp16 rows, fp16 rows with fp16 operands; else 2; at 64: 4 either
     way), never more than the row blocks."""
     for head_dim, rows, dtype, precision, programs in (
@@ -274,7 +287,7 @@ def test_a_tma_launch_takes_a_descriptor_of_the_rows_and_a_few_programs_an_sm(mo
         desc = launch_meta["x_desc"]
         assert desc.base is x and meta["x_desc"] is None  # the memoized meta is not touched
         assert (list(desc.shape), list(desc.strides)) == ([rows, head_dim], [head_dim, 1])
-        assert list(desc.block_shape) == [64, 128 if head_dim == 96 else 64]
+        assert list(desc.block_shape) == [64, 32 if head_dim == 96 else 64]
 
 
 def test_compress_runs_the_triton_form_of_its_fp16_search_on_rocm(monkeypatch):
