@@ -436,16 +436,15 @@ class BoundKernel:
 
     def tma_launch(self, n_rows: int, meta: dict, args: tuple) -> tuple[tuple[int, int], dict]:
         """The grid and metas of a TMA compress launch (meta["TMA_STAGES"] > 0): a descriptor of the rows
-        (args[0], (n_rows, HEAD_DIM) contiguous), block BLOCK_ROWS x DIM_PAD (x TMA_K where the module reads a
-        row in pieces), zeros past HEAD_DIM; as many
-        programs as TMA_COMPRESS puts on each SM for the rows' form (raw_product), at most one a row block."""
+        (args[0], (n_rows, HEAD_DIM) contiguous), block BLOCK_ROWS x tma_box_columns (DIM_PAD, or the
+        module's TMA_K where it reads a row in pieces), zeros past HEAD_DIM; as many programs as
+        TMA_COMPRESS puts on each SM for the rows' form (raw_product), at most one a row block."""
         from triton.tools.tensor_descriptor import TensorDescriptor
 
         x, block, layout = args[0], meta["BLOCK_ROWS"], self.variant.layout
         per_sm = TMA_COMPRESS[3 if raw_product(str(x.dtype).removeprefix("torch."), meta["PRECISION"]) else 2]
         programs = min(-(-n_rows // block), per_sm[layout.dim_pad] * self._multiprocessors())
-        box = self.tma_box_columns
-        desc = TensorDescriptor(x, [n_rows, layout.head_dim], [layout.head_dim, 1], [block, box])
+        desc = TensorDescriptor(x, [n_rows, layout.head_dim], [layout.head_dim, 1], [block, self.tma_box_columns])
         return (programs, 1), dict(meta, x_desc=desc)
 
     def launch_forms(self, space: list[tuning.LaunchConfig], dtype: str, buckets: list[int]) -> list:

@@ -282,7 +282,9 @@ def _tma_rows(layout: PackLayout, fp16_search: bool, coordinate: bool) -> bool:
 # boxes of MIN_PIECE columns and takes its products in as many steps, instead of one box padded to DIM_PAD:
 # measured on an H100, tq4 D=96, 1M fp16 rows, B64 w4, three rounds (benchmarks/experiments/
 # pieces_compress_d96.py): 111.6-112.0 µs against 125.2-125.9 (3 programs an SM; at 2, 123.7-125.0). Cutting
-# the slots' columns as well (48 of 64 real) gave no more (112.1-113.8 µs); not taken.
+# the slots' columns as well (48 of 64 real) gave no more (112.1-113.8 µs); not taken. With tables tuned
+# for it, `kernelgen bench` put tq4 D=96 at 122.6 -> 110.6 µs and tq2 D=96 at 106.4 -> 93.9 µs
+# (benchmarks/h100-raw-product.md).
 def _tma_k(layout: PackLayout, tma_rows: bool, coordinate: bool, pieces) -> int | None:
     """The columns of a TMA box where compress reads its rows in pieces (above), else None."""
     return MIN_PIECE if tma_rows and not coordinate and pieces is not None else None

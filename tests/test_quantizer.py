@@ -305,6 +305,17 @@ def test_compress_takes_the_transposed_rotation_at_eight_codes_a_group_up_to_d12
         assert torch.equal(v.compress_rotation("fp32"), v.slots("fp32")) and v.slots("fp32").shape == shape
 
 
+def test_a_module_naming_an_unknown_compress_rotation_form_is_refused(monkeypatch):
+    """A module whose COMPRESS_ROTATION the registry does not know (another kernelgen version's) fails
+    loudly instead of handing its kernel a rotation in the wrong layout."""
+    from kernelgen import registry
+
+    v = registry.load_variant("tq3", 128)
+    monkeypatch.setattr(v.module, "COMPRESS_ROTATION", "by_rows")
+    with pytest.raises(registry.CorruptVariant, match="'by_rows' is none of 'transposed', 'lane_groups'"):
+        v.compress_rotation("fp16")
+
+
 def test_tq3_decompress_up_to_d128_gathers_centroid_pairs_for_fp16_products_else_single_centroids():
     """render.PAIR_CENTROIDS_CODES_PER_GROUP: tq3 modules up to D=128 say CENTROID_PAIRS, and their fp16
     table is 64 int32 words, entry (a << 3) | b the fp16 centroids of codes a (low half) and b (high
