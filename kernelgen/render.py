@@ -182,7 +182,8 @@ WHOLE_ROTATION_MAX_DIM = 256
 # 64 + 32) takes its coordinates and output dims in those pieces instead of padding them to the next power
 # of two: measured on an H100, tq4 D=96, 1M fp16 rows (benchmarks/experiments/pieces_tq4_d96.py), 118.9
 # against 141.9 µs (B64 w4, 4 row blocks; the other configs slower than that); 65,536 rows 10.1 against
-# 11.4 µs. Compress gained nothing from the same cut (142.8 against 141.7 µs): it keeps the padding.
+# 11.4 µs. Compress with pointer loads gained nothing from the same cut (142.8 against 141.7 µs) and keeps
+# the padding; compress by TMA reads such rows in pieces (see _tma_k).
 MIN_PIECE = 32
 OUT_CHUNK = 128  # decompress output dims per tl.dot step (one step up to D=128): bounds shared memory at large head dims
 K_CHUNK = 128  # decompress coordinates per tl.dot step (the whole row up to D=128)
