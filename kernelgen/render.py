@@ -286,7 +286,7 @@ def _tma_rows(layout: PackLayout, fp16_search: bool, coordinate: bool) -> bool:
 # the slots' columns as well (48 of 64 real) gave no more (112.1-113.8 µs); not taken. With tables tuned
 # for it, `kernelgen bench` put tq4 D=96 at 122.6 -> 110.6 µs and tq2 D=96 at 106.4 -> 93.9 µs
 # (benchmarks/h100-raw-product.md).
-def _tma_k(layout: PackLayout, tma_rows: bool, coordinate: bool, pieces) -> int | None:
+def _tma_k(tma_rows: bool, coordinate: bool, pieces) -> int | None:
     """The columns of a TMA box where compress reads its rows in pieces (above), else None."""
     return MIN_PIECE if tma_rows and not coordinate and pieces is not None else None
 
@@ -336,7 +336,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
         whole = ROW_CHUNK < layout.dim_pad <= WHOLE_ROTATION_MAX_DIM  # wide rows, the rotation fits shared memory
         pieces = _decompress_pieces(head_dim)
         tma_rows = _tma_rows(layout, fp16 is not None, coordinate)
-        tma_k = _tma_k(layout, tma_rows, coordinate, pieces)
+        tma_k = _tma_k(tma_rows, coordinate, pieces)
         source = template.render(
             version=__version__, spec=spec, spec_path=spec_path, spec_hash=spec.digest(),
             layout=layout, codebook=codebook, names=names,
@@ -346,7 +346,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             half=1 << (spec.bits - 1), word_offset=_word_offset(layout),
             fp16_search=fp16, fp16_levels=fp16 and _magnitude_search(fp16.symmetric_boundaries, spec.bits),
             coordinate_compress=coordinate, whole_rotation=whole, lane_groups=lane_groups,
-            groups_per_lane=layout.dim_pad // (4 * layout.codes_per_group),
+            groups_per_lane=lane_groups and layout.dim_pad // (4 * layout.codes_per_group),
             pieces=pieces, row_loads=_row_loads(layout, pieces),
             tma_rows=tma_rows, tma_k=tma_k, tma_k_steps=tma_k and head_dim // tma_k,
             pair_centroids=_pair_centroids(layout),
