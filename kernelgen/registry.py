@@ -71,10 +71,11 @@ WIDE_COMPRESS_ROW_BLOCKS = (128, 16)
 # 5.0) and with 4 (2,048 rows 7.9-8.1); at 65,536 rows all were slower (tq4 D=256 52.2 against 37.3), and
 # at 1M rows too (tq4 D=256 540.8 at best against 479.3).
 SLOT_SPLIT_RULE = (COLUMN_SPLIT_MAX_ROWS, {4: 2, 3: 2})
-# Compress of 16-bit rows that fit one product step (tq4, tq3 and tq2 up to D=128), from this row
-# bucket on and on GPUs with TMA: each block's rows read by TMA in a persistent loop that Triton pipelines
-# (TMA_STAGES deep), a few programs an SM: (first bucket, stages, rows padded to -> programs an SM, the same
-# where the product takes the fp16 rows as TMA leaves them: see raw_product).
+# Compress of 16-bit rows that fit one product step (tq4, tq3 and tq2 up to D=128), and of fp16 rows padded
+# to 256 (below), from this row bucket on and on GPUs with TMA: each block's rows read by TMA in a
+# persistent loop that Triton pipelines (TMA_STAGES deep), a few programs an SM: (first bucket, stages,
+# rows padded to -> programs an SM, the same where the product takes the fp16 rows as TMA leaves them: see
+# raw_product; a width missing from the form's entry keeps the pointer loads).
 # Measured on an H100, 1M fp16 rows, B64 w4, three rounds each timing the shipped kernel first
 # (benchmarks/experiments/tma_persistent_dims.py): tq4 D=128 137.1-141.6 µs (2 an SM) against 144.5-146.0;
 # D=96 137.8-143.1 against 141.2-145.0; D=64 65.8-66.3 (4 an SM, 3 stages) against 68.6-68.9; tq2 D=128
@@ -91,7 +92,17 @@ SLOT_SPLIT_RULE = (COLUMN_SPLIT_MAX_ROWS, {4: 2, 3: 2})
 # an SM at D=128/96: tq4 D=128 130.3-133.1 against 134.6-140.2 µs at 2, D=96 123.8-124.0 against
 # 126.0-127.3, tq2 D=128 113.6-114.5 against 119.6-127.6; tq3 (lane groups) D=96 119.2-120.5 against
 # 126.0-127.6, D=128 123.5-127.0 against 124.1-127.2. At D=64, 6 an SM: tq4 66.8-67.1 against 65.5-65.9 at 4.
-TMA_COMPRESS = (MAX_ROW_BUCKET, 3, {128: 2, 64: 4}, {128: 3, 64: 4})
+# Rows padded to 256 (D=192, 256; the modules that have the form, render._tma_rows) take the TMA loop in the
+# raw form only, one program an SM (128 KB of slots and 3 stages of 64 rows: 224 KB of shared memory).
+# Measured on an H100, 1M fp16 rows, three rounds each (experiments/tma_compress_d256.py, against the
+# shipped 16 row blocks a program, whose programs each load the slots again): tq4 D=256 B64 w8
+# 364.7-370.8 µs against 568.9-582.9, tq2 376.3-376.4 against 491.2-526.8; B32 and 2 stages slower (B128
+# does not fit); the shipped modules by TMA against their own pointer loads (experiments/tma_wide_check.py):
+# tq4 D=256 361.2-362.4 against 476.7-488.3, tq2 365.0-368.0 against 423.0-458.4. With the tables tuned
+# for it, `kernelgen bench` put tq4 D=256 at 366.6 µs (61.2% of copy) and D=192 (in pieces) at 310.9
+# (benchmarks/h100-wide-tma.md). bf16 rows would need the normalized tile besides (32 KB more at B64):
+# not measured, they keep the pointer loads there.
+TMA_COMPRESS = (MAX_ROW_BUCKET, 3, {128: 2, 64: 4}, {128: 3, 64: 4, 256: 1})
 OPS = ("compress", "decompress", "decompress_rotated")
 
 _added_paths: list[Path] = []
@@ -166,13 +177,15 @@ def slot_split(bucket: int, bits: int, precision: str) -> int:
     return programs.get(bits, 1) if precision == "fp16" and bucket <= max_bucket else 1
 
 
-def tma_stages(bucket: int, dtype: str, head_dim: int, dim_pad: int, tma: bool) -> int:
+def tma_stages(bucket: int, dtype: str, precision: str, head_dim: int, dim_pad: int, tma: bool) -> int:
     """Pipeline stages of a TMA compress at this bucket (TMA_COMPRESS), 0 for the pointer loads: 16-bit
-    rows padded to a width the rule lists, from its first bucket, where `tma` (the GPU has TMA). A tensor
+    rows padded to a width the rule lists for their form (raw_product), from its first bucket, where `tma`
+    (the GPU has TMA). A tensor
     descriptor needs rows that start on 16 bytes: head dims that are not a multiple of 8 keep the pointer
     loads (the quantizer hands the kernels 16-byte aligned tensors). TMA coordinates are 32-bit, which
     bounds the rows at 2^31, past any GPU's memory (256 GiB of fp16 rows at D=64)."""
-    first, stages, per_sm, _ = TMA_COMPRESS
+    first, stages = TMA_COMPRESS[:2]
+    per_sm = TMA_COMPRESS[3 if raw_product(dtype, precision) else 2]
     return (stages if tma and dtype != "float32" and bucket >= first and dim_pad in per_sm and head_dim % 8 == 0
             else 0)
 
@@ -420,10 +433,13 @@ class BoundKernel:
             meta["SLOT_SPLIT"] = slot_split(bucket, self.variant.layout.bits, meta["PRECISION"])
         if self.tma_rows:
             layout = self.variant.layout
-            stages = tma_stages(bucket, dtype, layout.head_dim, layout.dim_pad, runs_tma(self.interpreted))
+            stages = tma_stages(bucket, dtype, meta["PRECISION"], layout.head_dim, layout.dim_pad,
+                                runs_tma(self.interpreted))
             meta.update(TMA_STAGES=stages, x_desc=None)  # x_desc is per call (see tma_launch)
             if stages:
                 meta["ROW_BLOCKS"] = 1  # not used by the TMA loop: one compiled form
+                if self.splits_slots:
+                    meta["SLOT_SPLIT"] = 1  # the TMA loop takes every slot column in one program
                 meta["num_stages"] = stages  # Triton's loop pipelining runs only with the kernel's stages > 1
         return meta
 

@@ -274,9 +274,15 @@ def _pair_centroids(layout: PackLayout) -> bool:
 
 def _tma_rows(layout: PackLayout, fp16_search: bool, coordinate: bool) -> bool:
     """Whether a module's compress may read its rows by TMA (the registry decides when:
-    registry.TMA_COMPRESS): a row in one product step, with the fp16 search (tq4, tq2) or in coordinate
-    order (tq3), the forms measured faster on an H100 (benchmarks/h100-tma.md, h100-tq3-tma.md)."""
-    return (fp16_search or coordinate) and layout.dim_pad <= ROW_CHUNK
+    registry.TMA_COMPRESS), in the forms measured faster on an H100: a row in one product step, with the
+    fp16 search (tq4, tq2) or in coordinate order (tq3) (benchmarks/h100-tma.md, h100-tq3-tma.md); rows
+    padded past ROW_CHUNK, whose one-step form keeps the whole rotation in shared memory, with the fp16
+    search, or read in pieces (_wide_pieces: tq3 at D=192). tq3 at D=256 was slower by TMA than by its
+    pointer loads (741.3-760.9 against 565.8-580.0 µs at 1M fp16 rows, B64 w8,
+    benchmarks/experiments/wide_tma_forms.py)."""
+    if layout.dim_pad <= ROW_CHUNK:
+        return fp16_search or coordinate
+    return layout.dim_pad <= WHOLE_ROTATION_MAX_DIM and (fp16_search or _wide_pieces(layout))
 
 
 # Compress by TMA (the slot forms) of a head dim cut in pieces (see MIN_PIECE) reads each row block in
@@ -286,8 +292,25 @@ def _tma_rows(layout: PackLayout, fp16_search: bool, coordinate: bool) -> bool:
 # the slots' columns as well (48 of 64 real) gave no more (112.1-113.8 µs); not taken. With tables tuned
 # for it, `kernelgen bench` put tq4 D=96 at 122.6 -> 110.6 µs and tq2 D=96 at 106.4 -> 93.9 µs
 # (benchmarks/h100-raw-product.md).
-def _tma_k(tma_rows: bool, coordinate: bool, pieces) -> int | None:
+# Compress by TMA of rows padded past ROW_CHUNK whose head dim is short of the padding (D=192 of 256) reads
+# each row block in boxes of WIDE_TMA_K columns, as many as the head dim holds, instead of one box of 256
+# with 64 columns of zeros; with the slots in as many pieces it needs less shared memory, which lets
+# 128-row blocks fit. Measured on an H100, 1M fp16 rows, in one device call
+# (benchmarks/experiments/wide_tma_forms.py and `kernelgen bench` after tuning, benchmarks/h100-wide-tma.md):
+# tq4 D=192 305.3 µs in pieces (B128 w8) against 362.0-370.3 in one box (B64 w8; B128 does not fit), tq2
+# 227.8 against 344.3-354.8, tq3 443.5 in pieces against 536.6-538.0 by pointer loads.
+WIDE_TMA_K = 64
+
+
+def _wide_pieces(layout: PackLayout) -> bool:
+    """Whether rows padded past ROW_CHUNK cut into WIDE_TMA_K pieces short of their padding (above)."""
+    return ROW_CHUNK < layout.dim_pad and layout.head_dim != layout.dim_pad and layout.head_dim % WIDE_TMA_K == 0
+
+
+def _tma_k(tma_rows: bool, coordinate: bool, pieces, layout: PackLayout) -> int | None:
     """The columns of a TMA box where compress reads its rows in pieces (above), else None."""
+    if tma_rows and layout.dim_pad > ROW_CHUNK:
+        return WIDE_TMA_K if _wide_pieces(layout) else None
     return MIN_PIECE if tma_rows and not coordinate and pieces is not None else None
 
 
@@ -336,7 +359,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
         whole = ROW_CHUNK < layout.dim_pad <= WHOLE_ROTATION_MAX_DIM  # wide rows, the rotation fits shared memory
         pieces = _decompress_pieces(head_dim)
         tma_rows = _tma_rows(layout, fp16 is not None, coordinate)
-        tma_k = _tma_k(tma_rows, coordinate, pieces)
+        tma_k = _tma_k(tma_rows, coordinate, pieces, layout)
         source = template.render(
             version=__version__, spec=spec, spec_path=spec_path, spec_hash=spec.digest(),
             layout=layout, codebook=codebook, names=names,

@@ -235,7 +235,9 @@ def test_wide_compress_with_its_slot_columns_split_over_programs_matches_referen
 
 TMA_COMPRESS = [pytest.param(s, d, dt, id=f"{s}-d{d}-{dt}") for s, d, _, _ in VARIANTS
                 for dt in ("float16", "bfloat16")
-                if "x_desc" in registry.load_variant(s, d).kernel("compress").fn.arg_names]
+                if "x_desc" in registry.load_variant(s, d).kernel("compress").fn.arg_names
+                and registry.tma_stages(registry.MAX_ROW_BUCKET, dt, registry.load_variant(s, d).precision(dt), d,
+                                        registry.load_variant(s, d).layout.dim_pad, True)]
 
 
 @pytest.mark.parametrize("spec,head_dim,dtype", TMA_COMPRESS)
@@ -243,8 +245,9 @@ def test_compress_reading_its_rows_by_tma_matches_reference(spec, head_dim, dtyp
     """registry.TMA_COMPRESS, forced at every bucket: the rows come through a tensor descriptor (zeros past
     the head dim) in a loop over every num_programs-th row block. With one "SM" under the interpreter, the
     grid is 3 programs for fp16 rows (the product on the raw rows: RAW_PRODUCT) and 2 for bf16 rows (4 for
-    both at D=64) over 6 blocks, the last partial: programs take 2 or 3 blocks (2 or 1 at D=64); every byte
-    and norm written (poison gone)."""
+    both at D=64; at rows padded to 256, fp16 rows only, one program) over 6 blocks, the last partial:
+    programs take 2 or 3 blocks (2 or 1 at D=64, all 6 at 256); every byte and norm written (poison
+    gone)."""
     monkeypatch.setattr(registry, "runs_tma", lambda interpreted: True)
     monkeypatch.setattr(registry, "TMA_COMPRESS", (1, *registry.TMA_COMPRESS[1:]))
     q = kernelgen.quantizer(spec, head_dim, device=device)

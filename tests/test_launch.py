@@ -163,16 +163,17 @@ def test_one_step_compress_takes_more_row_blocks_a_program_at_larger_buckets(fak
     assert [registry.row_blocks("compress", b, "float32") for b in (1, 1 << 16, 1 << 20)] == [1, 1, 1]
 
 
-def test_compress_runs_its_fp16_search_as_ptx_only_outside_the_interpreter():
+def test_compress_runs_its_fp16_search_as_ptx_only_outside_the_interpreter(monkeypatch):
     """INLINE_PTX: the PTX on a GPU; the interpreter cannot run PTX, so it gets the Triton form. Wide
-    compress kernels take row blocks too (their one-step fp16 form); 3-byte groups (tq3) have no fp16
-    search."""
+    compress kernels take row blocks too (their one-step fp16 form; on a GPU without TMA); 3-byte groups
+    (tq3) have no fp16 search."""
+    monkeypatch.setattr(registry, "runs_tma", lambda interpreted: False)
     kernel = registry.BoundKernel(registry.load_variant("tq4", 256), "compress")
     config = tuning.LaunchConfig(32, 4, 1)
     kernel.interpreted = False
     assert kernel.meta(config, "float16", 8) == {"BLOCK_ROWS": 32, "num_warps": 4, "num_stages": 1,
                                                   "PRECISION": "fp16", "INLINE_PTX": True, "ROW_BLOCKS": 1,
-                                                  "SLOT_SPLIT": 2}
+                                                  "SLOT_SPLIT": 2, "TMA_STAGES": 0, "x_desc": None}
     assert kernel.meta(config, "float16", 1 << 20)["ROW_BLOCKS"] == 16  # rows padded past 128
     kernel.interpreted = True
     assert kernel.meta(config, "float16", 8)["INLINE_PTX"] is False
@@ -226,7 +227,9 @@ def test_wide_compress_splits_its_slot_columns_over_two_programs_at_small_row_co
 def test_compress_reads_its_rows_by_tma_at_the_largest_bucket_on_gpus_with_tma(monkeypatch):
     """registry.TMA_COMPRESS: every spec up to D=128 (one product step a row) takes the TMA loop from 2^20
     rows for 16-bit rows where runs_tma (pipelined 3 deep: the kernel's num_stages too); fp32 rows, smaller
-    buckets and the interpreter keep the pointer loads, and wide dims and decompress have no TMA form."""
+    buckets and the interpreter keep the pointer loads. Rows padded to 256 take it for fp16 rows only
+    (the raw product), one slot column share a program (SLOT_SPLIT 1), at 4 and 2 bits and for tq3 at
+    D=192 (read in pieces); tq3 at D=256 and decompress have no TMA form."""
     config = tuning.LaunchConfig(64, 4, 1)
     monkeypatch.setattr(registry, "runs_tma", lambda interpreted: True)
     for spec, head_dim in (("tq4", 128), ("tq4", 96), ("tq3", 128), ("tq2", 64), ("tq4", 64)):
@@ -240,24 +243,34 @@ def test_compress_reads_its_rows_by_tma_at_the_largest_bucket_on_gpus_with_tma(m
             assert (other["TMA_STAGES"], other["num_stages"], other["x_desc"]) == (0, 1, None)
     monkeypatch.setattr(registry, "runs_tma", lambda interpreted: False)
     assert kernel.meta(config, "float16", 1 << 20)["TMA_STAGES"] == 0
-    for spec, head_dim in (("tq3", 192), ("tq4", 256), ("tq2", 192)):
+    tq3_wide = registry.BoundKernel(registry.load_variant("tq3", 256), "compress")
+    assert not tq3_wide.tma_rows and "TMA_STAGES" not in tq3_wide.meta(config, "float16", 1 << 20)
+    monkeypatch.setattr(registry, "runs_tma", lambda interpreted: True)
+    for spec, head_dim in (("tq4", 256), ("tq4", 192), ("tq3", 192), ("tq2", 256), ("tq2", 192)):
         kernel = registry.BoundKernel(registry.load_variant(spec, head_dim), "compress")
-        assert not kernel.tma_rows and "TMA_STAGES" not in kernel.meta(config, "float16", 1 << 20)
+        assert kernel.tma_rows
+        meta = kernel.meta(config, "float16", 1 << 20)
+        assert (meta["TMA_STAGES"], meta["num_stages"], meta["ROW_BLOCKS"], meta["SLOT_SPLIT"]) == (3, 3, 1, 1)
+        assert kernel.meta(config, "bfloat16", 1 << 20)["TMA_STAGES"] == 0  # normalized form: not at 256
+        assert kernel.meta(config, "bfloat16", 1 << 20)["ROW_BLOCKS"] == registry.WIDE_COMPRESS_ROW_BLOCKS[1]
+        assert kernel.meta(config, "float16", 8)["TMA_STAGES"] == 0
     assert not registry.BoundKernel(registry.load_variant("tq4", 128), "decompress").tma_rows
     # a head dim off a multiple of 8 has rows off 16 bytes, which a tensor descriptor refuses
-    assert [registry.tma_stages(1 << 20, "float16", d, 128, True) for d in (96, 100, 104, 127)] == [3, 0, 3, 0]
+    assert [registry.tma_stages(1 << 20, "float16", "fp16", d, 128, True) for d in (96, 100, 104, 127)] == [3, 0, 3, 0]
 
 
 def test_tma_compress_reads_rows_in_pieces_only_where_the_head_dim_cuts_into_pieces():
     """render._tma_k: the slot-form compress of a head dim cut in pieces (D=96 = 64 + 32) reads its rows
-    in boxes of render.MIN_PIECE columns (the module's TMA_K, which the registry's descriptor takes); other
-    head dims, tq3's coordinate-order compress, and modules without a TMA form read one padded box."""
+    in boxes of render.MIN_PIECE columns (the module's TMA_K, which the registry's descriptor takes), and
+    D=192 (padded to 256) in boxes of render.WIDE_TMA_K, for every spec; other head dims, tq3's
+    coordinate-order compress, and modules without a TMA form read one padded box."""
     for spec in ("tq4", "tq3", "tq2"):
         for head_dim in (64, 80, 96, 112, 128, 192, 256):
             kernel = registry.BoundKernel(registry.load_variant(spec, head_dim), "compress")
-            in_pieces = spec != "tq3" and head_dim == 96
-            assert hasattr(kernel.variant.module, "TMA_K") == in_pieces, (spec, head_dim)
-            assert kernel.tma_box_columns == (32 if in_pieces else kernel.variant.layout.dim_pad)
+            box = {96: 32 if spec != "tq3" else None, 192: 64}.get(head_dim)
+            tma_k = getattr(kernel.variant.module, "TMA_K", None)
+            assert (tma_k and tma_k.value) == box, (spec, head_dim)
+            assert kernel.tma_box_columns == (box or kernel.variant.layout.dim_pad)
 
 
 def test_only_fp16_rows_with_fp16_operands_go_into_a_tma_compress_product_raw():
@@ -273,11 +286,12 @@ def test_a_tma_launch_takes_a_descriptor_of_the_rows_and_a_few_programs_an_sm(mo
     or x TMA_K where the module reads its rows in pieces (tq4 D=96: boxes of 32 columns, three a block);
     the grid holds TMA_COMPRESS's programs an SM (at DIM_PAD
     128: 3 where the product takes the raw fp16 rows, fp16 rows with fp16 operands; else 2; at 64: 4 either
-    way), never more than the row blocks."""
+    way; at 256, raw rows only: 1), never more than the row blocks."""
     for head_dim, rows, dtype, precision, programs in (
             (96, 100_000, torch.float16, "fp16", 396), (96, 100_000, torch.bfloat16, "fp16", 264),
             (96, 100_000, torch.float16, "tf32x3", 264), (64, 100_000, torch.float16, "fp16", 528),
-            (64, 100_000, torch.bfloat16, "fp16", 528), (96, 1000, torch.float16, "fp16", 16)):
+            (64, 100_000, torch.bfloat16, "fp16", 528), (96, 1000, torch.float16, "fp16", 16),
+            (256, 100_000, torch.float16, "fp16", 132), (192, 100_000, torch.float16, "fp16", 132)):
         meta = {"BLOCK_ROWS": 64, "PRECISION": precision, "TMA_STAGES": 3, "x_desc": None}
         kernel = registry.BoundKernel(registry.load_variant("tq4", head_dim), "compress")
         monkeypatch.setattr(kernel, "_multiprocessors", lambda: 132)
@@ -287,7 +301,7 @@ def test_a_tma_launch_takes_a_descriptor_of_the_rows_and_a_few_programs_an_sm(mo
         desc = launch_meta["x_desc"]
         assert desc.base is x and meta["x_desc"] is None  # the memoized meta is not touched
         assert (list(desc.shape), list(desc.strides)) == ([rows, head_dim], [head_dim, 1])
-        assert list(desc.block_shape) == [64, 32 if head_dim == 96 else 64]
+        assert list(desc.block_shape) == [64, {96: 32, 64: 64, 192: 64}.get(head_dim, 256)]
 
 
 def test_compress_runs_the_triton_form_of_its_fp16_search_on_rocm(monkeypatch):

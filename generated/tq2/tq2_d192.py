@@ -28,6 +28,9 @@ ROW_CHUNK = tl.constexpr(64)  # compress: input dims per tl.dot step
 OUT_CHUNK = tl.constexpr(128)  # decompress: output dims per tl.dot step
 K_CHUNK = tl.constexpr(128)  # decompress: coordinates per tl.dot step
 NORM_EPS = tl.constexpr(1e-10)
+# compress by TMA reads a row block in 3 boxes of TMA_K columns and multiplies each by its rows of the rotation:
+# nothing past HEAD_DIM goes into the product; without this line, one box of DIM_PAD columns
+TMA_K = tl.constexpr(64)
 
 # Lloyd-Max codebook (beta law, 38 iterations), fp32 values.
 CENTROIDS = (
@@ -178,6 +181,7 @@ def tq2_d192_compress(
     n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, INLINE_PTX: tl.constexpr, ROW_BLOCKS: tl.constexpr,
     SLOT_SPLIT: tl.constexpr,
+    TMA_STAGES: tl.constexpr, x_desc,
 ):
     """norm -> normalize -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the slots in
     fp16 when PRECISION is fp16, else in fp32.
@@ -192,7 +196,16 @@ def tq2_d192_compress(
     ROW_CHUNK dims a step, the slots read from L2 as they go).
     SLOT_SPLIT (fp16 operands; 1 for fp32): neighbouring programs that take the same rows, each
     SLOT_PAD // SLOT_SPLIT of every slot's columns with that share of the slots (the registry sets 2 at
-    small row counts for some bit widths, where measured faster on an H100: registry.SLOT_SPLIT_RULE)."""
+    small row counts for some bit widths, where measured faster on an H100: registry.SLOT_SPLIT_RULE).
+    With TMA_STAGES > 0 (fp16 rows with fp16 operands; the registry sets it for large row counts on GPUs
+    with TMA) the grid is one program an SM instead, which loads the slots once and takes every
+    num_programs-th row block, its rows read by TMA through x_desc (a tensor descriptor of the rows, block
+    BLOCK_ROWS x TMA_K: 3 boxes a block, each slot's product in as many steps, so the padding past
+    HEAD_DIM is neither read nor multiplied), the loop pipelined TMA_STAGES deep by Triton; the rows go
+    into the product as TMA left them in shared memory (RAW_PRODUCT), the product scaled by
+    1 / (norm + eps) after; ROW_BLOCKS is not used and SLOT_SPLIT is 1. Measured faster on an H100 than
+    the row blocks, whose programs each load the slots again (benchmarks/experiments/tma_compress_d256.py,
+    wide_tma_forms.py)."""
     if PRECISION == "fp16":  # one step, the slots in shared memory
         k = tl.arange(0, DIM_PAD)[:, None]
         # SLOT_SPLIT neighbouring programs share each program's row blocks, each taking SLOT_COLS of every slot's
@@ -201,48 +214,103 @@ def tq2_d192_compress(
         SLOT_COLS: tl.constexpr = SLOT_PAD // SLOT_SPLIT
         first_group = (tl.program_id(0) % SLOT_SPLIT) * SLOT_COLS
         n = first_group + tl.arange(0, SLOT_COLS)[None, :]
-        # the slots first: their reads (from L2) overlap the row's read (measured faster on an H100)
-        w = slots_ptr + k * SLOT_PAD + n
-        w0 = tl.load(w)
-        w1 = tl.load(w + 1 * DIM_PAD * SLOT_PAD)
-        w2 = tl.load(w + 2 * DIM_PAD * SLOT_PAD)
-        w3 = tl.load(w + 3 * DIM_PAD * SLOT_PAD)
-        dims = tl.arange(0, DIM_PAD)
-        rows = tl.program_id(0) // SLOT_SPLIT * ROW_BLOCKS * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-        x = tl.load(x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :],  # rows are contiguous
-                    mask=(rows < n_rows)[:, None] & (dims < HEAD_DIM)[None, :], other=0.0)
-        # 16-bit rows: the next block's rows are read while this block's work runs (fp32 rows would take
-        # too many registers)
-        PREFETCH: tl.constexpr = ROW_BLOCKS > 1 and x_ptr.dtype.element_ty != tl.float32
-        for i in range(ROW_BLOCKS):
-            row_ok = rows < n_rows
-            next_rows = rows + BLOCK_ROWS
-            next_mask = ((next_rows < n_rows) & (i + 1 < ROW_BLOCKS))[:, None] & (dims < HEAD_DIM)[None, :]
-            if PREFETCH:
-                x_next = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
-            xf = x.to(tl.float32)
-            norm = tl.sqrt(tl.sum(xf * xf, axis=1))
-            xf = xf * (1.0 / (norm + NORM_EPS))[:, None]
-            y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 0: coordinates 0, 4, 8, ...
-            y1 = _dot(xf, w1, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 1: coordinates 1, 5, 9, ...
-            y2 = _dot(xf, w2, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 2: coordinates 2, 6, 10, ...
-            y3 = _dot(xf, w3, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 3: coordinates 3, 7, 11, ...
-            tl.store(norms_ptr + rows, norm, mask=row_ok & (first_group == 0))
+        if TMA_STAGES > 0:  # 16-bit rows by TMA, a persistent loop that Triton pipelines (see the docstring)
+            tl.static_assert(SLOT_SPLIT == 1, "the TMA loop takes every slot column in one program")
+            RAW_PRODUCT: tl.constexpr = x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"
+            # the slots in pieces of TMA_K of their rows, as the rows come: w<j>_<s> = slot j's rows s*TMA_K .. s*TMA_K + TMA_K - 1
+            kp = tl.arange(0, TMA_K)[:, None]
+            w0_0 = tl.load(slots_ptr + kp * SLOT_PAD + n)
+            w0_1 = tl.load(slots_ptr + (1 * TMA_K + kp) * SLOT_PAD + n)
+            w0_2 = tl.load(slots_ptr + (2 * TMA_K + kp) * SLOT_PAD + n)
+            w1_0 = tl.load(slots_ptr + 1 * DIM_PAD * SLOT_PAD + kp * SLOT_PAD + n)
+            w1_1 = tl.load(slots_ptr + 1 * DIM_PAD * SLOT_PAD + (1 * TMA_K + kp) * SLOT_PAD + n)
+            w1_2 = tl.load(slots_ptr + 1 * DIM_PAD * SLOT_PAD + (2 * TMA_K + kp) * SLOT_PAD + n)
+            w2_0 = tl.load(slots_ptr + 2 * DIM_PAD * SLOT_PAD + kp * SLOT_PAD + n)
+            w2_1 = tl.load(slots_ptr + 2 * DIM_PAD * SLOT_PAD + (1 * TMA_K + kp) * SLOT_PAD + n)
+            w2_2 = tl.load(slots_ptr + 2 * DIM_PAD * SLOT_PAD + (2 * TMA_K + kp) * SLOT_PAD + n)
+            w3_0 = tl.load(slots_ptr + 3 * DIM_PAD * SLOT_PAD + kp * SLOT_PAD + n)
+            w3_1 = tl.load(slots_ptr + 3 * DIM_PAD * SLOT_PAD + (1 * TMA_K + kp) * SLOT_PAD + n)
+            w3_2 = tl.load(slots_ptr + 3 * DIM_PAD * SLOT_PAD + (2 * TMA_K + kp) * SLOT_PAD + n)
+            # a loop bounded at run time: measured faster on an H100 than a constant count of blocks from 0
+            # (benchmarks/experiments/tma_loop_forms.py)
+            for block in tl.range(tl.program_id(0), tl.cdiv(n_rows, BLOCK_ROWS), tl.num_programs(0), num_stages=TMA_STAGES):
+                rows = block * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+                row_ok = rows < n_rows
+                x0 = x_desc.load([block * BLOCK_ROWS, 0])  # columns 0-63
+                x1 = x_desc.load([block * BLOCK_ROWS, 1 * TMA_K])  # columns 64-127
+                x2 = x_desc.load([block * BLOCK_ROWS, 2 * TMA_K])  # columns 128-191
+                f0 = x0.to(tl.float32)
+                f1 = x1.to(tl.float32)
+                f2 = x2.to(tl.float32)
+                norm = tl.sqrt(tl.sum(f0 * f0, axis=1) + tl.sum(f1 * f1, axis=1) + tl.sum(f2 * f2, axis=1))
+                inv = (1.0 / (norm + NORM_EPS))[:, None]
+                if RAW_PRODUCT:  # the fp16 rows as TMA left them in shared memory, the product scaled after
+                    y0 = tl.dot(x2, w0_2, acc=tl.dot(x1, w0_1, acc=tl.dot(x0, w0_0))) * inv  # slot 0: coordinates 0, 4, 8, ...
+                    y1 = tl.dot(x2, w1_2, acc=tl.dot(x1, w1_1, acc=tl.dot(x0, w1_0))) * inv  # slot 1: coordinates 1, 5, 9, ...
+                    y2 = tl.dot(x2, w2_2, acc=tl.dot(x1, w2_1, acc=tl.dot(x0, w2_0))) * inv  # slot 2: coordinates 2, 6, 10, ...
+                    y3 = tl.dot(x2, w3_2, acc=tl.dot(x1, w3_1, acc=tl.dot(x0, w3_0))) * inv  # slot 3: coordinates 3, 7, 11, ...
+                else:
+                    y0 = _dot(f2 * inv, w0_2, _dot(f1 * inv, w0_1, _dot(f0 * inv, w0_0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION), PRECISION), PRECISION)
+                    y1 = _dot(f2 * inv, w1_2, _dot(f1 * inv, w1_1, _dot(f0 * inv, w1_0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION), PRECISION), PRECISION)
+                    y2 = _dot(f2 * inv, w2_2, _dot(f1 * inv, w2_1, _dot(f0 * inv, w2_0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION), PRECISION), PRECISION)
+                    y3 = _dot(f2 * inv, w3_2, _dot(f1 * inv, w3_1, _dot(f0 * inv, w3_0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION), PRECISION), PRECISION)
+                tl.store(norms_ptr + rows, norm, mask=row_ok)
 
-            # slot j's code goes to bits [2*(4-1-j), 2*(4-j)) of its group word, first coordinate highest:
-            # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
-            # common offset 1.5 scaled the same (127.5): exact in fp32 (8 bits; every partial sum is a
-            # multiple of 0.5 below 2^23), converted to an integer once
-            word = _byte_groups_fp16(y0, y1, y2, y3, INLINE_PTX)
-            groups = first_group + tl.arange(0, SLOT_COLS)
-            out_ok = row_ok[:, None] & (groups < GROUPS)[None, :]
-            out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
-            tl.store(out, (word & 0xFF).to(tl.uint8), mask=out_ok)
-            if PREFETCH:
-                x = x_next
-            elif ROW_BLOCKS > 1:
-                x = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
-            rows = next_rows
+                # slot j's code goes to bits [2*(4-1-j), 2*(4-j)) of its group word, first coordinate highest:
+                # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
+                # common offset 1.5 scaled the same (127.5): exact in fp32 (8 bits; every partial sum is a
+                # multiple of 0.5 below 2^23), converted to an integer once
+                if PRECISION == "fp16":
+                    word = _byte_groups_fp16(y0, y1, y2, y3, INLINE_PTX)
+                else:
+                    word = (_signed_code(y0) * 64.0 + _signed_code(y1) * 16.0 + _signed_code(y2) * 4.0 + _signed_code(y3) + 127.5).to(tl.int32)
+                groups = tl.arange(0, SLOT_PAD)
+                out_ok = row_ok[:, None] & (groups < GROUPS)[None, :]
+                out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
+                tl.store(out, (word & 0xFF).to(tl.uint8), mask=out_ok)
+        else:  # pointer loads, each block's rows read one block ahead
+            # the slots whole, read before the rows (measured faster on an H100)
+            w = slots_ptr + k * SLOT_PAD + n
+            w0 = tl.load(w)
+            w1 = tl.load(w + 1 * DIM_PAD * SLOT_PAD)
+            w2 = tl.load(w + 2 * DIM_PAD * SLOT_PAD)
+            w3 = tl.load(w + 3 * DIM_PAD * SLOT_PAD)
+            dims = tl.arange(0, DIM_PAD)
+            rows = tl.program_id(0) // SLOT_SPLIT * ROW_BLOCKS * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+            x = tl.load(x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :],  # rows are contiguous
+                        mask=(rows < n_rows)[:, None] & (dims < HEAD_DIM)[None, :], other=0.0)
+            # 16-bit rows: the next block's rows are read while this block's work runs (fp32 rows would take
+            # too many registers)
+            PREFETCH: tl.constexpr = ROW_BLOCKS > 1 and x_ptr.dtype.element_ty != tl.float32
+            for i in range(ROW_BLOCKS):
+                row_ok = rows < n_rows
+                next_rows = rows + BLOCK_ROWS
+                next_mask = ((next_rows < n_rows) & (i + 1 < ROW_BLOCKS))[:, None] & (dims < HEAD_DIM)[None, :]
+                if PREFETCH:
+                    x_next = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
+                xf = x.to(tl.float32)
+                norm = tl.sqrt(tl.sum(xf * xf, axis=1))
+                xf = xf * (1.0 / (norm + NORM_EPS))[:, None]
+                y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 0: coordinates 0, 4, 8, ...
+                y1 = _dot(xf, w1, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 1: coordinates 1, 5, 9, ...
+                y2 = _dot(xf, w2, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 2: coordinates 2, 6, 10, ...
+                y3 = _dot(xf, w3, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 3: coordinates 3, 7, 11, ...
+                tl.store(norms_ptr + rows, norm, mask=row_ok & (first_group == 0))
+
+                # slot j's code goes to bits [2*(4-1-j), 2*(4-j)) of its group word, first coordinate highest:
+                # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
+                # common offset 1.5 scaled the same (127.5): exact in fp32 (8 bits; every partial sum is a
+                # multiple of 0.5 below 2^23), converted to an integer once
+                word = _byte_groups_fp16(y0, y1, y2, y3, INLINE_PTX)
+                groups = first_group + tl.arange(0, SLOT_COLS)
+                out_ok = row_ok[:, None] & (groups < GROUPS)[None, :]
+                out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
+                tl.store(out, (word & 0xFF).to(tl.uint8), mask=out_ok)
+                if PREFETCH:
+                    x = x_next
+                elif ROW_BLOCKS > 1:
+                    x = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
+                rows = next_rows
     else:  # fp32 operands: two passes a block, the slots from L2
         tl.static_assert(SLOT_SPLIT == 1, "fp32 operands take every slot column in one program")
         k = tl.arange(0, ROW_CHUNK)[:, None]

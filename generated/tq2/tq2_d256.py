@@ -178,6 +178,7 @@ def tq2_d256_compress(
     n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, INLINE_PTX: tl.constexpr, ROW_BLOCKS: tl.constexpr,
     SLOT_SPLIT: tl.constexpr,
+    TMA_STAGES: tl.constexpr, x_desc,
 ):
     """norm -> normalize -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the slots in
     fp16 when PRECISION is fp16, else in fp32.
@@ -192,7 +193,15 @@ def tq2_d256_compress(
     ROW_CHUNK dims a step, the slots read from L2 as they go).
     SLOT_SPLIT (fp16 operands; 1 for fp32): neighbouring programs that take the same rows, each
     SLOT_PAD // SLOT_SPLIT of every slot's columns with that share of the slots (the registry sets 2 at
-    small row counts for some bit widths, where measured faster on an H100: registry.SLOT_SPLIT_RULE)."""
+    small row counts for some bit widths, where measured faster on an H100: registry.SLOT_SPLIT_RULE).
+    With TMA_STAGES > 0 (fp16 rows with fp16 operands; the registry sets it for large row counts on GPUs
+    with TMA) the grid is one program an SM instead, which loads the slots once and takes every
+    num_programs-th row block, its rows read by TMA through x_desc (a tensor descriptor of the rows, block
+    BLOCK_ROWS x DIM_PAD, zeros past HEAD_DIM), the loop pipelined TMA_STAGES deep by Triton; the rows go
+    into the product as TMA left them in shared memory (RAW_PRODUCT), the product scaled by
+    1 / (norm + eps) after; ROW_BLOCKS is not used and SLOT_SPLIT is 1. Measured faster on an H100 than
+    the row blocks, whose programs each load the slots again (benchmarks/experiments/tma_compress_d256.py,
+    wide_tma_forms.py)."""
     if PRECISION == "fp16":  # one step, the slots in shared memory
         k = tl.arange(0, DIM_PAD)[:, None]
         # SLOT_SPLIT neighbouring programs share each program's row blocks, each taking SLOT_COLS of every slot's
@@ -207,42 +216,77 @@ def tq2_d256_compress(
         w1 = tl.load(w + 1 * DIM_PAD * SLOT_PAD)
         w2 = tl.load(w + 2 * DIM_PAD * SLOT_PAD)
         w3 = tl.load(w + 3 * DIM_PAD * SLOT_PAD)
-        dims = tl.arange(0, DIM_PAD)
-        rows = tl.program_id(0) // SLOT_SPLIT * ROW_BLOCKS * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
-        x = tl.load(x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :],  # rows are contiguous
-                    mask=(rows < n_rows)[:, None], other=0.0)
-        # 16-bit rows: the next block's rows are read while this block's work runs (fp32 rows would take
-        # too many registers)
-        PREFETCH: tl.constexpr = ROW_BLOCKS > 1 and x_ptr.dtype.element_ty != tl.float32
-        for i in range(ROW_BLOCKS):
-            row_ok = rows < n_rows
-            next_rows = rows + BLOCK_ROWS
-            next_mask = ((next_rows < n_rows) & (i + 1 < ROW_BLOCKS))[:, None]
-            if PREFETCH:
-                x_next = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
-            xf = x.to(tl.float32)
-            norm = tl.sqrt(tl.sum(xf * xf, axis=1))
-            xf = xf * (1.0 / (norm + NORM_EPS))[:, None]
-            y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 0: coordinates 0, 4, 8, ...
-            y1 = _dot(xf, w1, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 1: coordinates 1, 5, 9, ...
-            y2 = _dot(xf, w2, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 2: coordinates 2, 6, 10, ...
-            y3 = _dot(xf, w3, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 3: coordinates 3, 7, 11, ...
-            tl.store(norms_ptr + rows, norm, mask=row_ok & (first_group == 0))
+        if TMA_STAGES > 0:  # 16-bit rows by TMA, a persistent loop that Triton pipelines (see the docstring)
+            tl.static_assert(SLOT_SPLIT == 1, "the TMA loop takes every slot column in one program")
+            RAW_PRODUCT: tl.constexpr = x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"
+            # a loop bounded at run time: measured faster on an H100 than a constant count of blocks from 0
+            # (benchmarks/experiments/tma_loop_forms.py)
+            for block in tl.range(tl.program_id(0), tl.cdiv(n_rows, BLOCK_ROWS), tl.num_programs(0), num_stages=TMA_STAGES):
+                rows = block * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+                row_ok = rows < n_rows
+                x = x_desc.load([block * BLOCK_ROWS, 0])  # zeros past HEAD_DIM
+                xf = x.to(tl.float32)
+                norm = tl.sqrt(tl.sum(xf * xf, axis=1))
+                inv = (1.0 / (norm + NORM_EPS))[:, None]
+                if RAW_PRODUCT:  # the fp16 rows as TMA left them in shared memory, the product scaled after
+                    y0 = tl.dot(x, w0) * inv  # slot 0: coordinates 0, 4, 8, ...
+                    y1 = tl.dot(x, w1) * inv  # slot 1: coordinates 1, 5, 9, ...
+                    y2 = tl.dot(x, w2) * inv  # slot 2: coordinates 2, 6, 10, ...
+                    y3 = tl.dot(x, w3) * inv  # slot 3: coordinates 3, 7, 11, ...
+                else:
+                    xf = xf * inv
+                    y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 0: coordinates 0, 4, 8, ...
+                    y1 = _dot(xf, w1, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 1: coordinates 1, 5, 9, ...
+                    y2 = _dot(xf, w2, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 2: coordinates 2, 6, 10, ...
+                    y3 = _dot(xf, w3, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 3: coordinates 3, 7, 11, ...
+                tl.store(norms_ptr + rows, norm, mask=row_ok & (first_group == 0))
 
-            # slot j's code goes to bits [2*(4-1-j), 2*(4-j)) of its group word, first coordinate highest:
-            # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
-            # common offset 1.5 scaled the same (127.5): exact in fp32 (8 bits; every partial sum is a
-            # multiple of 0.5 below 2^23), converted to an integer once
-            word = _byte_groups_fp16(y0, y1, y2, y3, INLINE_PTX)
-            groups = first_group + tl.arange(0, SLOT_COLS)
-            out_ok = row_ok[:, None]
-            out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
-            tl.store(out, (word & 0xFF).to(tl.uint8), mask=out_ok)
-            if PREFETCH:
-                x = x_next
-            elif ROW_BLOCKS > 1:
-                x = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
-            rows = next_rows
+                # slot j's code goes to bits [2*(4-1-j), 2*(4-j)) of its group word, first coordinate highest:
+                # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
+                # common offset 1.5 scaled the same (127.5): exact in fp32 (8 bits; every partial sum is a
+                # multiple of 0.5 below 2^23), converted to an integer once
+                word = _byte_groups_fp16(y0, y1, y2, y3, INLINE_PTX)
+                groups = first_group + tl.arange(0, SLOT_COLS)
+                out_ok = row_ok[:, None]
+                out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
+                tl.store(out, (word & 0xFF).to(tl.uint8), mask=out_ok)
+        else:  # pointer loads, each block's rows read one block ahead
+            dims = tl.arange(0, DIM_PAD)
+            rows = tl.program_id(0) // SLOT_SPLIT * ROW_BLOCKS * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+            x = tl.load(x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :],  # rows are contiguous
+                        mask=(rows < n_rows)[:, None], other=0.0)
+            # 16-bit rows: the next block's rows are read while this block's work runs (fp32 rows would take
+            # too many registers)
+            PREFETCH: tl.constexpr = ROW_BLOCKS > 1 and x_ptr.dtype.element_ty != tl.float32
+            for i in range(ROW_BLOCKS):
+                row_ok = rows < n_rows
+                next_rows = rows + BLOCK_ROWS
+                next_mask = ((next_rows < n_rows) & (i + 1 < ROW_BLOCKS))[:, None]
+                if PREFETCH:
+                    x_next = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
+                xf = x.to(tl.float32)
+                norm = tl.sqrt(tl.sum(xf * xf, axis=1))
+                xf = xf * (1.0 / (norm + NORM_EPS))[:, None]
+                y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 0: coordinates 0, 4, 8, ...
+                y1 = _dot(xf, w1, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 1: coordinates 1, 5, 9, ...
+                y2 = _dot(xf, w2, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 2: coordinates 2, 6, 10, ...
+                y3 = _dot(xf, w3, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 3: coordinates 3, 7, 11, ...
+                tl.store(norms_ptr + rows, norm, mask=row_ok & (first_group == 0))
+
+                # slot j's code goes to bits [2*(4-1-j), 2*(4-j)) of its group word, first coordinate highest:
+                # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
+                # common offset 1.5 scaled the same (127.5): exact in fp32 (8 bits; every partial sum is a
+                # multiple of 0.5 below 2^23), converted to an integer once
+                word = _byte_groups_fp16(y0, y1, y2, y3, INLINE_PTX)
+                groups = first_group + tl.arange(0, SLOT_COLS)
+                out_ok = row_ok[:, None]
+                out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
+                tl.store(out, (word & 0xFF).to(tl.uint8), mask=out_ok)
+                if PREFETCH:
+                    x = x_next
+                elif ROW_BLOCKS > 1:
+                    x = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
+                rows = next_rows
     else:  # fp32 operands: two passes a block, the slots from L2
         tl.static_assert(SLOT_SPLIT == 1, "fp32 operands take every slot column in one program")
         k = tl.arange(0, ROW_CHUNK)[:, None]
