@@ -180,10 +180,10 @@ def slot_split(bucket: int, bits: int, precision: str) -> int:
 def tma_stages(bucket: int, dtype: str, precision: str, head_dim: int, dim_pad: int, tma: bool) -> int:
     """Pipeline stages of a TMA compress at this bucket (TMA_COMPRESS), 0 for the pointer loads: 16-bit
     rows padded to a width the rule lists for their form (raw_product), from its first bucket, where `tma`
-    (the GPU has TMA). A tensor
-    descriptor needs rows that start on 16 bytes: head dims that are not a multiple of 8 keep the pointer
-    loads (the quantizer hands the kernels 16-byte aligned tensors). TMA coordinates are 32-bit, which
-    bounds the rows at 2^31, past any GPU's memory (256 GiB of fp16 rows at D=64)."""
+    (the GPU has TMA). A tensor descriptor needs rows that start on 16 bytes: head dims that are not a
+    multiple of 8 keep the pointer loads (the quantizer hands the kernels 16-byte aligned tensors). TMA
+    coordinates are 32-bit, which bounds the rows at 2^31, past any GPU's memory (256 GiB of fp16 rows at
+    D=64)."""
     first, stages = TMA_COMPRESS[:2]
     per_sm = TMA_COMPRESS[3 if raw_product(dtype, precision) else 2]
     return (stages if tma and dtype != "float32" and bucket >= first and dim_pad in per_sm and head_dim % 8 == 0
