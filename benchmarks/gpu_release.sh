@@ -18,6 +18,8 @@
 # entries merge into the table); with SKIP_TUNE and SKIP_TESTS, 66 s. Later that day (compress with
 # row-block variants to compile) the STOP_AFTER_TUNE call ran out of 600 s after tq4 D=64-112 and tq3
 # D=64-96; the rest took three `kernelgen tune <spec> --head-dims ...` calls (benchmarks/h100-fp16-search.md).
+# With HEAD_DIMS="192 256" and STOP_AFTER_TUNE (2026-11-26, eighth session): 148 s for tq4 and tq2, 221 s for
+# all three specs; SKIP_TUNE with SKIP_TESTS 136-166 s (benchmarks/h100-wide-tma.md).
 set -o pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 FINAL=${OUT:-/tmp/kernelgen-out}; LOGS=${LOGS:-/tmp/kernelgen-logs}; mkdir -p "$FINAL" "$LOGS/tuned"
