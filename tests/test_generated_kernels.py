@@ -266,6 +266,23 @@ def test_compress_reading_its_rows_by_tma_matches_reference(spec, head_dim, dtyp
     _check_codes(codes, ref_codes, y, q.boundaries.cpu(), q.precision[dt])
 
 
+def test_tma_compress_of_rows_off_16_bytes_reads_their_aligned_copy(device, gen, monkeypatch):
+    """A tensor descriptor needs rows that start on 16 bytes (Triton's TensorDescriptor refuses others): a
+    contiguous view that starts 2 bytes in reaches the TMA loop as an aligned copy, and gives the bytes and
+    norms of that copy compressed directly."""
+    monkeypatch.setattr(registry, "runs_tma", lambda interpreted: True)
+    monkeypatch.setattr(registry, "TMA_COMPRESS", (1, *registry.TMA_COMPRESS[1:]))
+    q = kernelgen.quantizer("tq4", 128, device=device)
+    rows = 70
+    flat = torch.randn(rows * 128 + 1, generator=gen).half().to(device)
+    x = flat[1:].view(rows, 128)
+    assert x.is_contiguous() and x.data_ptr() % 16 == 2
+    packed, norms = q.compress(x)
+    assert [m[1]["TMA_STAGES"] for m in q._kernels["compress"]._memo.values()] == [3]
+    aligned_packed, aligned_norms = q.compress(x.clone())
+    assert torch.equal(packed, aligned_packed) and torch.equal(norms, aligned_norms)
+
+
 # Every compress kernel takes row blocks (over 128 dims: the one-step form for fp16 operands, two passes
 # a block for fp32 rows).
 ROW_BLOCK_COMPRESS = [pytest.param(s, d, dt, id=f"{s}-d{d}-{dt}") for s, d, dtypes, _ in VARIANTS

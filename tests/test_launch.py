@@ -259,6 +259,22 @@ def test_compress_reads_its_rows_by_tma_at_the_largest_bucket_on_gpus_with_tma(m
     assert [registry.tma_stages(1 << 20, "float16", "fp16", d, 128, True) for d in (96, 100, 104, 127)] == [3, 0, 3, 0]
 
 
+def test_rows_go_by_tma_only_on_nvidia_gpus_of_compute_capability_9_on_outside_the_interpreter(monkeypatch):
+    """registry.runs_tma: Hopper and later NVIDIA GPUs; not Ampere, not without a GPU, not under the
+    interpreter, not on ROCm (no PTX there: registry.runs_ptx)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.version, "hip", None)
+    for capability, expected in (((8, 0), False), ((8, 9), False), ((9, 0), True), ((10, 0), True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda c=capability: c)
+        assert registry.runs_tma(False) is expected, capability
+        assert registry.runs_tma(True) is False
+    monkeypatch.setattr(torch.version, "hip", "6.2.0")
+    assert registry.runs_tma(False) is False
+    monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert registry.runs_tma(False) is False
+
+
 def test_tma_compress_reads_rows_in_pieces_only_where_the_head_dim_cuts_into_pieces():
     """render._tma_k: the slot-form compress of a head dim cut in pieces (D=96 = 64 + 32) reads its rows
     in boxes of render.MIN_PIECE columns (the module's TMA_K, which the registry's descriptor takes), and
