@@ -195,9 +195,10 @@ def tma_programs(dtype: str, precision: str) -> dict[int, int]:
 
 
 def raw_product(dtype: str, precision: str) -> bool:
-    """Whether a TMA compress takes the rows into its product as they are (the kernel's RAW_PRODUCT): fp16
-    rows with fp16 operands, the rows already exact operands. bf16 rows are normalized first (fp16 may not
-    hold them: past 65504, or their small values), as are rows with fp32 operands."""
+    """Whether a TMA compress takes the rows into its product as they are (the kernel's RAW_PRODUCT, which
+    meta passes from here): fp16 rows with fp16 operands, the rows already exact operands. bf16 rows are
+    normalized first (fp16 may not hold them: past 65504, or their small values), as are rows with fp32
+    operands."""
     return dtype == "float16" and precision == "fp16"
 
 
@@ -439,7 +440,8 @@ class BoundKernel:
             layout = self.variant.layout
             stages = tma_stages(bucket, dtype, meta["PRECISION"], layout.head_dim, layout.dim_pad,
                                 runs_tma(self.interpreted))
-            meta.update(TMA_STAGES=stages, x_desc=None)  # x_desc is per call (see tma_launch)
+            meta.update(TMA_STAGES=stages, RAW_PRODUCT=raw_product(dtype, meta["PRECISION"]),
+                        x_desc=None)  # x_desc is per call (see tma_launch)
             if stages:
                 meta["ROW_BLOCKS"] = 1  # not used by the TMA loop: one compiled form
                 if self.splits_slots:

@@ -259,11 +259,32 @@ def test_compress_reading_its_rows_by_tma_matches_reference(spec, head_dim, dtyp
     packed = torch.full((rows, q.packed_dim), 0xA5, dtype=torch.uint8, device=device)  # poison
     norms = torch.full((rows, 1), float("nan"), device=device)
     q.compress(x.to(device), out=(packed, norms))
-    assert [(m[1]["TMA_STAGES"], m[1]["ROW_BLOCKS"]) for m in kernel._memo.values()] == [(3, 1)]
+    assert [(m[1]["TMA_STAGES"], m[1]["ROW_BLOCKS"], m[1]["RAW_PRODUCT"]) for m in kernel._memo.values()] == [
+        (3, 1, dtype == "float16")]
     ref_packed, ref_norms, ref_codes, y = reference.compress(x, q.rotation.cpu(), q.boundaries.cpu(), q.bits)
     torch.testing.assert_close(norms.cpu().double().view(-1), ref_norms, rtol=1e-5, atol=1e-6)
     codes = reference.unpack_bitstream(packed.cpu(), q.bits, head_dim)
     _check_codes(codes, ref_codes, y, q.boundaries.cpu(), q.precision[dt])
+
+
+def test_a_tma_compress_refuses_the_raw_product_for_bf16_rows(device, gen, monkeypatch):
+    """RAW_PRODUCT comes from the registry (registry.raw_product); a kernel handed it for bf16 rows, which
+    fp16 products may not hold, stops at compile time (the interpreter: at its static_assert) instead of
+    multiplying them."""
+    monkeypatch.setattr(registry, "runs_tma", lambda interpreted: True)
+    monkeypatch.setattr(registry, "TMA_COMPRESS", (1, *registry.TMA_COMPRESS[1:]))
+    q = kernelgen.quantizer("tq4", 128, device=device)
+    kernel = q._kernels["compress"]
+    x = torch.randn(70, 128, generator=gen).bfloat16().to(device)
+    packed = torch.empty(70, q.packed_dim, dtype=torch.uint8, device=device)
+    norms = torch.empty(70, 1, device=device)
+    args = q._kernel_args("compress", torch.bfloat16, (x,), (packed, norms))
+    bucket = registry.row_bucket(70)
+    meta = kernel.meta(kernel.config(70, "bfloat16", q.device, args), "bfloat16", bucket)
+    assert meta["TMA_STAGES"] and meta["RAW_PRODUCT"] is False
+    grid, tma_meta = kernel.tma_launch(70, dict(meta, RAW_PRODUCT=True), args)
+    with pytest.raises(Exception, match="RAW_PRODUCT takes fp16 rows into fp16 products"):
+        kernel.fn[grid](*args, 70, bucket, **tma_meta)
 
 
 def test_tma_compress_of_rows_off_16_bytes_reads_their_aligned_copy(device, gen, monkeypatch):

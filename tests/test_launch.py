@@ -63,10 +63,10 @@ def test_the_second_launch_of_a_key_calls_the_compiled_launcher_with_every_argum
     kernel.launch(100, "float16", dev, *args)
     assert calls == [("triton", (2, 1), (*args, 100, 128), {"BLOCK_ROWS": 64, "num_warps": 4, "num_stages": 1,
                                                             "PRECISION": "fp16", "INLINE_PTX": True, "ROW_BLOCKS": 1,
-                                                            "TMA_STAGES": 0, "x_desc": None})]
+                                                            "TMA_STAGES": 0, "RAW_PRODUCT": True, "x_desc": None})]
     kernel.launch(120, "float16", dev, *args)  # same bucket (128), dtype, device and alignment
     assert calls[1] == ("direct", (2, 1, 1, "stream-of-0", "function-handle", "packed-metadata", None, None, None,
-                                   *args, 120, 128, 64, "fp16", True, 1, 0, None))
+                                   *args, 120, 128, 64, "fp16", True, 1, 0, True, None))
     kernel.launch(129, "float16", dev, *args)  # another bucket: the first launch of that key
     assert calls[2][0] == "triton" and calls[2][1] == (3, 1)
 
@@ -151,13 +151,13 @@ def test_one_step_compress_takes_more_row_blocks_a_program_at_larger_buckets(fak
     for n in (one, two, four, four + 1000):
         kernel.launch(n, "bfloat16", dev, *args)
     base = {"BLOCK_ROWS": 64, "num_warps": 4, "num_stages": 1, "PRECISION": "fp16", "INLINE_PTX": True,
-            "TMA_STAGES": 0, "x_desc": None}  # no TMA below 2^20 rows
+            "TMA_STAGES": 0, "RAW_PRODUCT": False, "x_desc": None}  # no TMA below 2^20 rows; bf16 rows
     assert calls[0] == ("triton", (one // 64, 1), (*args, one, one), {**base, "ROW_BLOCKS": 1})
     assert calls[1] == ("triton", (-(-two // 128), 1), (*args, two, 1 << 17), {**base, "ROW_BLOCKS": 2})
     assert calls[2] == ("triton", (-(-four // 256), 1), (*args, four, 1 << 19), {**base, "ROW_BLOCKS": 4})
     assert calls[3] == ("direct", (-(-(four + 1000) // 256), 1, 1, "stream-of-0", "function-handle",
                                    "packed-metadata", None, None, None, *args, four + 1000, 1 << 19, 64, "fp16", True, 4,
-                                   0, None))
+                                   0, False, None))
     kernel.launch(four, "float32", dev, *args)  # fp32 rows: one block a program at every bucket
     assert calls[4][:2] == ("triton", (-(-four // 64), 1)) and calls[4][3]["ROW_BLOCKS"] == 1
     assert [registry.row_blocks("compress", b, "float32") for b in (1, 1 << 16, 1 << 20)] == [1, 1, 1]
@@ -173,7 +173,7 @@ def test_compress_runs_its_fp16_search_as_ptx_only_outside_the_interpreter(monke
     kernel.interpreted = False
     assert kernel.meta(config, "float16", 8) == {"BLOCK_ROWS": 32, "num_warps": 4, "num_stages": 1,
                                                   "PRECISION": "fp16", "INLINE_PTX": True, "ROW_BLOCKS": 1,
-                                                  "SLOT_SPLIT": 2, "TMA_STAGES": 0, "x_desc": None}
+                                                  "SLOT_SPLIT": 2, "TMA_STAGES": 0, "RAW_PRODUCT": True, "x_desc": None}
     assert kernel.meta(config, "float16", 1 << 20)["ROW_BLOCKS"] == 16  # rows padded past 128
     kernel.interpreted = True
     assert kernel.meta(config, "float16", 8)["INLINE_PTX"] is False
@@ -290,11 +290,21 @@ def test_tma_compress_reads_rows_in_pieces_only_where_the_head_dim_cuts_into_pie
 
 
 def test_only_fp16_rows_with_fp16_operands_go_into_a_tma_compress_product_raw():
-    """registry.raw_product, the registry's side of the kernels' RAW_PRODUCT: fp16 rows are exact fp16
-    operands; bf16 rows (which fp16 may not hold) and fp32 operands take the rows normalized first."""
+    """registry.raw_product, which meta passes to every compress kernel with a TMA form as RAW_PRODUCT:
+    fp16 rows are exact fp16 operands; bf16 rows (which fp16 may not hold) and fp32 operands take the rows
+    normalized first."""
     assert registry.raw_product("float16", "fp16")
     assert not registry.raw_product("bfloat16", "fp16")
     assert not registry.raw_product("float16", "tf32x3") and not registry.raw_product("float16", "ieee")
+    config = tuning.LaunchConfig(64, 4, 1)
+    for spec, head_dim in (("tq4", 128), ("tq3", 96), ("tq2", 256)):
+        kernel = registry.BoundKernel(registry.load_variant(spec, head_dim), "compress")
+        for dtype, bucket in (("float16", 1 << 20), ("float16", 8), ("bfloat16", 1 << 20), ("float32", 1 << 20)):
+            meta = kernel.meta(config, dtype, bucket)
+            assert meta["RAW_PRODUCT"] is (dtype == "float16"), (spec, head_dim, dtype)
+            assert meta["RAW_PRODUCT"] is registry.raw_product(dtype, meta["PRECISION"])
+    assert "RAW_PRODUCT" not in registry.BoundKernel(registry.load_variant("tq3", 256), "compress").meta(
+        config, "float16", 1 << 20)  # no TMA form
 
 
 def test_a_tma_launch_takes_a_descriptor_of_the_rows_and_a_few_programs_an_sm(monkeypatch):

@@ -177,10 +177,11 @@ def tq2_d80_compress(
     x_ptr, slots_ptr, packed_ptr, norms_ptr,
     n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, INLINE_PTX: tl.constexpr, ROW_BLOCKS: tl.constexpr,
-    TMA_STAGES: tl.constexpr, x_desc,
+    TMA_STAGES: tl.constexpr, RAW_PRODUCT: tl.constexpr, x_desc,
 ):
-    """norm -> normalize -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the slots in
-    fp16 when PRECISION is fp16, else in fp32.
+    """norm -> normalize -> rotate (one tl.dot a slot) -> code search -> pack; with RAW_PRODUCT (see
+    below), rotate the rows as they are, then scale by 1 / (norm + eps), instead of normalizing first.
+    slots_ptr holds the slots in fp16 when PRECISION is fp16, else in fp32.
     With PRECISION fp16 the search is the fp16 one (_byte_groups_fp16): INLINE_PTX runs its PTX (the
     registry sets it on an NVIDIA GPU: registry.runs_ptx), else its Triton form (the interpreter, ROCm).
     A program compresses ROW_BLOCKS blocks of BLOCK_ROWS rows, one after the other, with the rotation
@@ -191,12 +192,12 @@ def tq2_d80_compress(
     is a few programs an SM instead, each taking every num_programs-th row block, its rows read by TMA
     through x_desc (a tensor descriptor of the rows, block BLOCK_ROWS x DIM_PAD, zeros past HEAD_DIM), the
     loop pipelined TMA_STAGES deep by Triton; ROW_BLOCKS is not used. Measured faster on an H100 than the
-    pointer loads (benchmarks/experiments/tma_persistent_dims.py). There, fp16 rows with PRECISION fp16
-    (RAW_PRODUCT) go into the product as TMA left them in shared memory, exact fp16 operands, and the
-    product is scaled by 1 / (norm + eps) after: the same values as normalizing first up to rounding, with
-    no round trip of the normalized tile through shared memory (measured faster on an H100:
-    benchmarks/experiments/raw_product_compress.py). bf16 rows, which fp16 may not hold, are normalized
-    first."""
+    pointer loads (benchmarks/experiments/tma_persistent_dims.py). There, with RAW_PRODUCT (the registry
+    sets it for fp16 rows with PRECISION fp16: registry.raw_product), the rows go into the product as TMA
+    left them in shared memory, exact fp16 operands, and the product is scaled by 1 / (norm + eps) after:
+    the same values as normalizing first up to rounding, with no round trip of the normalized tile through
+    shared memory (measured faster on an H100: benchmarks/experiments/raw_product_compress.py). bf16 rows,
+    which fp16 may not hold, are normalized first."""
     k = tl.arange(0, ROW_CHUNK)[:, None]
     n = tl.arange(0, SLOT_PAD)[None, :]
     # the slots first: their reads (from L2) overlap the row's read (measured faster on an H100)
@@ -206,7 +207,8 @@ def tq2_d80_compress(
     w2 = tl.load(w + 2 * DIM_PAD * SLOT_PAD)
     w3 = tl.load(w + 3 * DIM_PAD * SLOT_PAD)
     if TMA_STAGES > 0:  # 16-bit rows by TMA, a persistent loop that Triton pipelines (see the docstring)
-        RAW_PRODUCT: tl.constexpr = x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"
+        tl.static_assert(not RAW_PRODUCT or (x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"),
+                         "RAW_PRODUCT takes fp16 rows into fp16 products")
         # a loop bounded at run time: measured faster on an H100 than a constant count of blocks from 0
         # (benchmarks/experiments/tma_loop_forms.py)
         for block in tl.range(tl.program_id(0), tl.cdiv(n_rows, BLOCK_ROWS), tl.num_programs(0), num_stages=TMA_STAGES):

@@ -180,10 +180,11 @@ def tq2_d96_compress(
     x_ptr, slots_ptr, packed_ptr, norms_ptr,
     n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, INLINE_PTX: tl.constexpr, ROW_BLOCKS: tl.constexpr,
-    TMA_STAGES: tl.constexpr, x_desc,
+    TMA_STAGES: tl.constexpr, RAW_PRODUCT: tl.constexpr, x_desc,
 ):
-    """norm -> normalize -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the slots in
-    fp16 when PRECISION is fp16, else in fp32.
+    """norm -> normalize -> rotate (one tl.dot a slot) -> code search -> pack; with RAW_PRODUCT (see
+    below), rotate the rows as they are, then scale by 1 / (norm + eps), instead of normalizing first.
+    slots_ptr holds the slots in fp16 when PRECISION is fp16, else in fp32.
     With PRECISION fp16 the search is the fp16 one (_byte_groups_fp16): INLINE_PTX runs its PTX (the
     registry sets it on an NVIDIA GPU: registry.runs_ptx), else its Triton form (the interpreter, ROCm).
     A program compresses ROW_BLOCKS blocks of BLOCK_ROWS rows, one after the other, with the rotation
@@ -194,19 +195,20 @@ def tq2_d96_compress(
     is a few programs an SM instead, each taking every num_programs-th row block, its rows read by TMA
     through x_desc (a tensor descriptor of the rows, block BLOCK_ROWS x DIM_PAD, zeros past HEAD_DIM), the
     loop pipelined TMA_STAGES deep by Triton; ROW_BLOCKS is not used. Measured faster on an H100 than the
-    pointer loads (benchmarks/experiments/tma_persistent_dims.py). There, fp16 rows with PRECISION fp16
-    (RAW_PRODUCT) go into the product as TMA left them in shared memory, exact fp16 operands, and the
-    product is scaled by 1 / (norm + eps) after: the same values as normalizing first up to rounding, with
-    no round trip of the normalized tile through shared memory (measured faster on an H100:
-    benchmarks/experiments/raw_product_compress.py). bf16 rows, which fp16 may not hold, are normalized
-    first.
+    pointer loads (benchmarks/experiments/tma_persistent_dims.py). There, with RAW_PRODUCT (the registry
+    sets it for fp16 rows with PRECISION fp16: registry.raw_product), the rows go into the product as TMA
+    left them in shared memory, exact fp16 operands, and the product is scaled by 1 / (norm + eps) after:
+    the same values as normalizing first up to rounding, with no round trip of the normalized tile through
+    shared memory (measured faster on an H100: benchmarks/experiments/raw_product_compress.py). bf16 rows,
+    which fp16 may not hold, are normalized first.
     The TMA loop reads each block in 3 boxes of TMA_K columns and takes each slot's product in as many
     steps, so the padding past HEAD_DIM is neither read nor multiplied (measured faster on an H100 than
     one box of DIM_PAD columns: benchmarks/experiments/pieces_compress_d96.py)."""
     k = tl.arange(0, ROW_CHUNK)[:, None]
     n = tl.arange(0, SLOT_PAD)[None, :]
     if TMA_STAGES > 0:  # 16-bit rows by TMA, a persistent loop that Triton pipelines (see the docstring)
-        RAW_PRODUCT: tl.constexpr = x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"
+        tl.static_assert(not RAW_PRODUCT or (x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"),
+                         "RAW_PRODUCT takes fp16 rows into fp16 products")
         # the slots in pieces of TMA_K of their rows, as the rows come: w<j>_<s> = slot j's rows s*TMA_K .. s*TMA_K + TMA_K - 1
         kp = tl.arange(0, TMA_K)[:, None]
         w0_0 = tl.load(slots_ptr + kp * SLOT_PAD + n)

@@ -231,10 +231,11 @@ def tq4_d192_compress(
     n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, INLINE_PTX: tl.constexpr, ROW_BLOCKS: tl.constexpr,
     SLOT_SPLIT: tl.constexpr,
-    TMA_STAGES: tl.constexpr, x_desc,
+    TMA_STAGES: tl.constexpr, RAW_PRODUCT: tl.constexpr, x_desc,
 ):
-    """norm -> normalize -> rotate (one tl.dot a slot) -> code search -> pack. slots_ptr holds the slots in
-    fp16 when PRECISION is fp16, else in fp32.
+    """norm -> normalize -> rotate (one tl.dot a slot) -> code search -> pack; with RAW_PRODUCT (see
+    below), rotate the rows as they are, then scale by 1 / (norm + eps), instead of normalizing first.
+    slots_ptr holds the slots in fp16 when PRECISION is fp16, else in fp32.
     With PRECISION fp16 the search is the fp16 one (_byte_groups_fp16): INLINE_PTX runs its PTX (the
     registry sets it on an NVIDIA GPU: registry.runs_ptx), else its Triton form (the interpreter, ROCm).
     A program compresses ROW_BLOCKS blocks of BLOCK_ROWS rows, one after the other (the registry sets
@@ -252,8 +253,9 @@ def tq4_d192_compress(
     num_programs-th row block, its rows read by TMA through x_desc (a tensor descriptor of the rows, block
     BLOCK_ROWS x TMA_K: 3 boxes a block, each slot's product in as many steps, so the padding past
     HEAD_DIM is neither read nor multiplied), the loop pipelined TMA_STAGES deep by Triton; the rows go
-    into the product as TMA left them in shared memory (RAW_PRODUCT), the product scaled by
-    1 / (norm + eps) after; ROW_BLOCKS is not used and SLOT_SPLIT is 1. Measured faster on an H100 than
+    into the product as TMA left them in shared memory (RAW_PRODUCT, which the registry sets for these rows:
+    registry.raw_product), the product scaled by 1 / (norm + eps) after; ROW_BLOCKS is not used and
+    SLOT_SPLIT is 1. Measured faster on an H100 than
     the row blocks, whose programs each load the slots again (benchmarks/experiments/tma_compress_d256.py,
     wide_tma_forms.py)."""
     if PRECISION == "fp16":  # one step, the slots in shared memory
@@ -266,7 +268,8 @@ def tq4_d192_compress(
         n = first_group + tl.arange(0, SLOT_COLS)[None, :]
         if TMA_STAGES > 0:  # 16-bit rows by TMA, a persistent loop that Triton pipelines (see the docstring)
             tl.static_assert(SLOT_SPLIT == 1, "the TMA loop takes every slot column in one program")
-            RAW_PRODUCT: tl.constexpr = x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"
+            tl.static_assert(not RAW_PRODUCT or (x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"),
+                             "RAW_PRODUCT takes fp16 rows into fp16 products")
             # the slots in pieces of TMA_K of their rows, as the rows come: w<j>_<s> = slot j's rows s*TMA_K .. s*TMA_K + TMA_K - 1
             kp = tl.arange(0, TMA_K)[:, None]
             w0_0 = tl.load(slots_ptr + kp * SLOT_PAD + n)
