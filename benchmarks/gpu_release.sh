@@ -19,7 +19,10 @@
 # row-block variants to compile) the STOP_AFTER_TUNE call ran out of 600 s after tq4 D=64-112 and tq3
 # D=64-96; the rest took three `kernelgen tune <spec> --head-dims ...` calls (benchmarks/h100-fp16-search.md).
 # With HEAD_DIMS="192 256" and STOP_AFTER_TUNE (2026-11-26, eighth session): 148 s for tq4 and tq2, 221 s for
-# all three specs; SKIP_TUNE with SKIP_TESTS 136-166 s (benchmarks/h100-wide-tma.md).
+# all three specs; SKIP_TUNE with SKIP_TESTS 136-166 s (benchmarks/h100-wide-tma.md). A full retune in the
+# ninth session (benchmarks/h100-raw-flag.md), by hand: the compile-only shards of every head dim cut at
+# 230 s, then `kernelgen tune tq4` 31 s, tq2 168 s, tq3 (six head dims) about 500 s over two calls;
+# SKIP_TUNE with SKIP_TESTS 119 s.
 set -o pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 FINAL=${OUT:-/tmp/kernelgen-out}; LOGS=${LOGS:-/tmp/kernelgen-logs}; mkdir -p "$FINAL" "$LOGS/tuned"
