@@ -71,8 +71,8 @@ WIDE_COMPRESS_ROW_BLOCKS = (128, 16)
 # 5.0) and with 4 (2,048 rows 7.9-8.1); at 65,536 rows all were slower (tq4 D=256 52.2 against 37.3), and
 # at 1M rows too (tq4 D=256 540.8 at best against 479.3).
 SLOT_SPLIT_RULE = (COLUMN_SPLIT_MAX_ROWS, {4: 2, 3: 2})
-# Compress of 16-bit rows that fit one product step (tq4, tq3 and tq2 up to D=128), and of fp16 rows padded
-# to 256 (below), from this row bucket on and on GPUs with TMA: each block's rows read by TMA in a
+# Compress of 16-bit rows that fit one product step (tq4, tq3 and tq2 up to D=128), and of 16-bit rows
+# padded to 256 (below), from this row bucket on and on GPUs with TMA: each block's rows read by TMA in a
 # persistent loop that Triton pipelines (TMA_STAGES deep), a few programs an SM: (first bucket, stages,
 # rows padded to -> programs an SM, the same where the product takes the fp16 rows as TMA leaves them: see
 # raw_product; a width missing from the form's entry keeps the pointer loads).
@@ -92,17 +92,20 @@ SLOT_SPLIT_RULE = (COLUMN_SPLIT_MAX_ROWS, {4: 2, 3: 2})
 # an SM at D=128/96: tq4 D=128 130.3-133.1 against 134.6-140.2 µs at 2, D=96 123.8-124.0 against
 # 126.0-127.3, tq2 D=128 113.6-114.5 against 119.6-127.6; tq3 (lane groups) D=96 119.2-120.5 against
 # 126.0-127.6, D=128 123.5-127.0 against 124.1-127.2. At D=64, 6 an SM: tq4 66.8-67.1 against 65.5-65.9 at 4.
-# Rows padded to 256 (D=192, 256; the modules that have the form, render._tma_rows) take the TMA loop in the
-# raw form only, one program an SM (128 KB of slots and 3 stages of 64 rows: 224 KB of shared memory).
+# Rows padded to 256 (D=192, 256; the modules that have the form, render._tma_rows) take the TMA loop one
+# program an SM (128 KB of slots and 3 stages of 64 rows: 224 KB of shared memory; normalized bf16 rows go
+# into the product from registers, so that form fits too).
 # Measured on an H100, 1M fp16 rows, three rounds each (experiments/tma_compress_d256.py, against the
 # shipped 16 row blocks a program, whose programs each load the slots again): tq4 D=256 B64 w8
 # 364.7-370.8 µs against 568.9-582.9, tq2 376.3-376.4 against 491.2-526.8; B32 and 2 stages slower (B128
 # does not fit); the shipped modules by TMA against their own pointer loads (experiments/tma_wide_check.py):
 # tq4 D=256 361.2-362.4 against 476.7-488.3, tq2 365.0-368.0 against 423.0-458.4. With the tables tuned
 # for it, `kernelgen bench` put tq4 D=256 at 366.6 µs (61.2% of copy) and D=192 (in pieces) at 310.9
-# (benchmarks/h100-wide-tma.md). bf16 rows would need the normalized tile besides (32 KB more at B64):
-# not measured, they keep the pointer loads there.
-TMA_COMPRESS = (MAX_ROW_BUCKET, 3, {128: 2, 64: 4}, {128: 3, 64: 4, 256: 1})
+# (benchmarks/h100-wide-tma.md). bf16 rows (normalized first), 1M rows, three rounds each
+# (experiments/bf16_wide_tma.py, against their shipped pointer loads at B64 w8): tq4 D=256 406.3-409.9 µs
+# (B64 w8/w4) against 486.0-492.6, tq2 D=256 342.5-345.6 against 458.5-464.2; D=192 at B128 w8 tq4
+# 311.0-313.4 against 455.6-461.1, tq2 241.9-246.8 against 398.7-414.4, tq3 397.6-407.9 against 525.8-534.6.
+TMA_COMPRESS = (MAX_ROW_BUCKET, 3, {128: 2, 64: 4, 256: 1}, {128: 3, 64: 4, 256: 1})
 OPS = ("compress", "decompress", "decompress_rotated")
 
 _added_paths: list[Path] = []

@@ -245,7 +245,7 @@ def test_compress_reading_its_rows_by_tma_matches_reference(spec, head_dim, dtyp
     """registry.TMA_COMPRESS, forced at every bucket: the rows come through a tensor descriptor (zeros past
     the head dim) in a loop over every num_programs-th row block. With one "SM" under the interpreter, the
     grid is 3 programs for fp16 rows (the product on the raw rows: RAW_PRODUCT) and 2 for bf16 rows (4 for
-    both at D=64; at rows padded to 256, fp16 rows only, one program) over 6 blocks, the last partial:
+    both at D=64; at rows padded to 256, one program for either) over 6 blocks, the last partial:
     programs take 2 or 3 blocks (2 or 1 at D=64, all 6 at 256); every byte and norm written (poison
     gone)."""
     monkeypatch.setattr(registry, "runs_tma", lambda interpreted: True)

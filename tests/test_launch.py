@@ -227,9 +227,9 @@ def test_wide_compress_splits_its_slot_columns_over_two_programs_at_small_row_co
 def test_compress_reads_its_rows_by_tma_at_the_largest_bucket_on_gpus_with_tma(monkeypatch):
     """registry.TMA_COMPRESS: every spec up to D=128 (one product step a row) takes the TMA loop from 2^20
     rows for 16-bit rows where runs_tma (pipelined 3 deep: the kernel's num_stages too); fp32 rows, smaller
-    buckets and the interpreter keep the pointer loads. Rows padded to 256 take it for fp16 rows only
-    (the raw product), one slot column share a program (SLOT_SPLIT 1), at 4 and 2 bits and for tq3 at
-    D=192 (read in pieces); tq3 at D=256 and decompress have no TMA form."""
+    buckets and the interpreter keep the pointer loads. Rows padded to 256 take it for fp16 and bf16 rows
+    (the raw product, and the rows normalized first), one slot column share a program (SLOT_SPLIT 1), at 4
+    and 2 bits and for tq3 at D=192 (read in pieces); tq3 at D=256 and decompress have no TMA form."""
     config = tuning.LaunchConfig(64, 4, 1)
     monkeypatch.setattr(registry, "runs_tma", lambda interpreted: True)
     for spec, head_dim in (("tq4", 128), ("tq4", 96), ("tq3", 128), ("tq2", 64), ("tq4", 64)):
@@ -251,8 +251,9 @@ def test_compress_reads_its_rows_by_tma_at_the_largest_bucket_on_gpus_with_tma(m
         assert kernel.tma_rows
         meta = kernel.meta(config, "float16", 1 << 20)
         assert (meta["TMA_STAGES"], meta["num_stages"], meta["ROW_BLOCKS"], meta["SLOT_SPLIT"]) == (3, 3, 1, 1)
-        assert kernel.meta(config, "bfloat16", 1 << 20)["TMA_STAGES"] == 0  # normalized form: not at 256
-        assert kernel.meta(config, "bfloat16", 1 << 20)["ROW_BLOCKS"] == registry.WIDE_COMPRESS_ROW_BLOCKS[1]
+        bf16 = kernel.meta(config, "bfloat16", 1 << 20)
+        assert (bf16["TMA_STAGES"], bf16["ROW_BLOCKS"], bf16["SLOT_SPLIT"], bf16["RAW_PRODUCT"]) == (3, 1, 1, False)
+        assert kernel.meta(config, "float32", 1 << 20)["ROW_BLOCKS"] == 1  # fp32 rows: pointer loads
         assert kernel.meta(config, "float16", 8)["TMA_STAGES"] == 0
     assert not registry.BoundKernel(registry.load_variant("tq4", 128), "decompress").tma_rows
     # a head dim off a multiple of 8 has rows off 16 bytes, which a tensor descriptor refuses
@@ -312,12 +313,13 @@ def test_a_tma_launch_takes_a_descriptor_of_the_rows_and_a_few_programs_an_sm(mo
     or x TMA_K where the module reads its rows in pieces (tq4 D=96: boxes of 32 columns, three a block);
     the grid holds TMA_COMPRESS's programs an SM (at DIM_PAD
     128: 3 where the product takes the raw fp16 rows, fp16 rows with fp16 operands; else 2; at 64: 4 either
-    way; at 256, raw rows only: 1), never more than the row blocks."""
+    way; at 256: 1 for both), never more than the row blocks."""
     for head_dim, rows, dtype, precision, programs in (
             (96, 100_000, torch.float16, "fp16", 396), (96, 100_000, torch.bfloat16, "fp16", 264),
             (96, 100_000, torch.float16, "tf32x3", 264), (64, 100_000, torch.float16, "fp16", 528),
             (64, 100_000, torch.bfloat16, "fp16", 528), (96, 1000, torch.float16, "fp16", 16),
-            (256, 100_000, torch.float16, "fp16", 132), (192, 100_000, torch.float16, "fp16", 132)):
+            (256, 100_000, torch.float16, "fp16", 132), (192, 100_000, torch.float16, "fp16", 132),
+            (256, 100_000, torch.bfloat16, "fp16", 132), (192, 100_000, torch.bfloat16, "fp16", 132)):
         meta = {"BLOCK_ROWS": 64, "PRECISION": precision, "TMA_STAGES": 3, "x_desc": None}
         kernel = registry.BoundKernel(registry.load_variant("tq4", head_dim), "compress")
         monkeypatch.setattr(kernel, "_multiprocessors", lambda: 132)

@@ -246,15 +246,15 @@ def tq4_d256_compress(
     SLOT_SPLIT (fp16 operands; 1 for fp32): neighbouring programs that take the same rows, each
     SLOT_PAD // SLOT_SPLIT of every slot's columns with that share of the slots (the registry sets 2 at
     small row counts for some bit widths, where measured faster on an H100: registry.SLOT_SPLIT_RULE).
-    With TMA_STAGES > 0 (fp16 rows with fp16 operands; the registry sets it for large row counts on GPUs
-    with TMA) the grid is one program an SM instead, which loads the slots once and takes every
-    num_programs-th row block, its rows read by TMA through x_desc (a tensor descriptor of the rows, block
-    BLOCK_ROWS x DIM_PAD, zeros past HEAD_DIM), the loop pipelined TMA_STAGES deep by Triton; the rows go
-    into the product as TMA left them in shared memory (RAW_PRODUCT, which the registry sets for these rows:
-    registry.raw_product), the product scaled by 1 / (norm + eps) after; ROW_BLOCKS is not used and
-    SLOT_SPLIT is 1. Measured faster on an H100 than
-    the row blocks, whose programs each load the slots again (benchmarks/experiments/tma_compress_d256.py,
-    wide_tma_forms.py)."""
+    With TMA_STAGES > 0 (16-bit rows; the registry sets it for large row counts on GPUs with TMA) the grid
+    is one program an SM instead, which loads the slots once and takes every num_programs-th row block,
+    its rows read by TMA through x_desc (a tensor descriptor of the rows, block
+    BLOCK_ROWS x DIM_PAD, zeros past HEAD_DIM), the loop pipelined TMA_STAGES deep by Triton. With
+    RAW_PRODUCT (fp16 rows with fp16 operands: registry.raw_product) the rows go into the product as TMA left
+    them in shared memory, the product scaled by 1 / (norm + eps) after; bf16 rows are normalized first.
+    ROW_BLOCKS is not used and SLOT_SPLIT is 1. Measured faster on an H100 than the row blocks, whose
+    programs each load the slots again (benchmarks/experiments/tma_compress_d256.py, wide_tma_forms.py,
+    bf16_wide_tma.py)."""
     if PRECISION == "fp16":  # one step, the slots in shared memory
         k = tl.arange(0, DIM_PAD)[:, None]
         # SLOT_SPLIT neighbouring programs share each program's row blocks, each taking SLOT_COLS of every slot's
