@@ -61,6 +61,7 @@ ROW_BLOCKS_FROM_BUCKET = {
 # benchmarks/experiments/wide_rows_one_step.py). At D<=128 16 blocks were within 2% of 8, either way.
 WIDE_COMPRESS_ROW_BLOCKS = (128, 16)
 # Compress of rows padded past 128 with fp16 operands (the whole rotation in shared memory, 128 KB at 256)
+# in the slot form (not tq3 at D=256, which takes one coordinate-order product: render._coordinate_compress)
 # can give each row block's slot columns to SLOT_SPLIT neighbouring programs, each loading that share of
 # the rotation and reading the rows itself (all but the first from L2).
 # SLOT_SPLIT_RULE: (largest row bucket, bits -> programs; other bit widths 1).

@@ -193,13 +193,22 @@ K_CHUNK = 128  # decompress coordinates per tl.dot step (the whole row up to D=1
 # 8 codes (tq3) 333.4 against 384.5 µs a slot (B32 w4); 2 and 4 codes no gain
 # (benchmarks/experiments/one_product_d128.py).
 COORDINATE_COMPRESS_CODES_PER_GROUP = 8
+# The same form at rows padded past ROW_CHUNK that the head dim fills (tq3 D=256: _coordinate_compress), the
+# whole transposed rotation (128 KB of fp16) in shared memory once a program, instead of eight slot
+# products of 32 columns: measured on an H100, 1M fp16 rows, the rows by TMA, one program an SM, three
+# rounds (benchmarks/experiments/tq3_coordinate_d256.py): 356.5-367.1 µs at B64 w8 (382.9-397.3 at w4)
+# against 570.2-591.4 for the slot form by pointer loads; codes equal to the fp32 path 99.971% against
+# 99.959%. D=192 (short of its padding) keeps the slot form in pieces (_wide_pieces).
 # ... and, at rows padded to these widths, takes the rotation's columns in lane-group order
 # (PackLayout.lane_group_columns: each group's codes in one thread of the product's accumulator), so that its
 # weighted group sums run inside threads instead of across lanes. Measured on an H100, tq3, 1M fp16 rows,
 # B64 w4, the rows by TMA, three rounds (benchmarks/experiments/raw_product_compress.py, forms "scaled"
 # and "perm"): D=128 144.5-150.1 against 124.1-127.2 µs, D=96 149.9-150.8 against 126.0-127.6 µs. At 64
-# a lane holds two groups, half a word's four: not measured, not taken.
-LANE_GROUP_DIM_PADS = (128,)
+# a lane holds two groups, half a word's four: not measured, not taken. At 256 (tq3 D=256) the order puts
+# 8 groups in a lane; it keeps each group in one thread where one warpgroup holds all 256 columns of the
+# accumulator (4 warps), and at 8 warps, which split the columns over two warpgroups, the sums are still
+# correct but cross lanes (8 warps measured faster all the same, tq3_coordinate_d256.py above).
+LANE_GROUP_DIM_PADS = (128, 256)
 
 
 # compress stores the packed bytes as int32 words where a byte group is several bytes (3 bits: 3 bytes)
@@ -272,17 +281,28 @@ def _pair_centroids(layout: PackLayout) -> bool:
     return layout.codes_per_group == PAIR_CENTROIDS_CODES_PER_GROUP and layout.dim_pad <= ROW_CHUNK
 
 
+def _coordinate_compress(layout: PackLayout) -> bool:
+    """Whether a module's compress takes the coordinate-order form (COORDINATE_COMPRESS_CODES_PER_GROUP):
+    rows that fit one product step, or rows padded past it that the head dim fills and whose rotation fits
+    shared memory (tq3 D=256)."""
+    if layout.codes_per_group != COORDINATE_COMPRESS_CODES_PER_GROUP:
+        return False
+    return layout.dim_pad <= ROW_CHUNK or (layout.dim_pad <= WHOLE_ROTATION_MAX_DIM
+                                           and layout.head_dim == layout.dim_pad)
+
+
 def _tma_rows(layout: PackLayout, fp16_search: bool, coordinate: bool) -> bool:
     """Whether a module's compress may read its rows by TMA (the registry decides when:
     registry.TMA_COMPRESS), in the forms measured faster on an H100: a row in one product step, with the
     fp16 search (tq4, tq2) or in coordinate order (tq3) (benchmarks/h100-tma.md, h100-tq3-tma.md); rows
     padded past ROW_CHUNK, whose one-step form keeps the whole rotation in shared memory, with the fp16
-    search, or read in pieces (_wide_pieces: tq3 at D=192). tq3 at D=256 was slower by TMA than by its
-    pointer loads (741.3-760.9 against 565.8-580.0 µs at 1M fp16 rows, B64 w8,
-    benchmarks/experiments/wide_tma_forms.py)."""
+    search, in coordinate order (tq3 at D=256), or read in pieces (_wide_pieces: tq3 at D=192). tq3's slot
+    form at D=256 was slower by TMA than by its pointer loads (741.3-760.9 against 565.8-580.0 µs at 1M
+    fp16 rows, B64 w8, benchmarks/experiments/wide_tma_forms.py); its coordinate form is faster by TMA
+    (tq3_coordinate_d256.py)."""
     if layout.dim_pad <= ROW_CHUNK:
         return fp16_search or coordinate
-    return layout.dim_pad <= WHOLE_ROTATION_MAX_DIM and (fp16_search or _wide_pieces(layout))
+    return layout.dim_pad <= WHOLE_ROTATION_MAX_DIM and (fp16_search or coordinate or _wide_pieces(layout))
 
 
 # Compress by TMA (the slot forms) of a head dim cut in pieces (see MIN_PIECE) reads each row block in
@@ -352,8 +372,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
         rotation = haar_rotation(head_dim, spec.rotation.seed)
         rotation_bytes = rotation.numpy().astype("<f4").tobytes()
         names = kernel_names(spec, head_dim)
-        coordinate = (layout.codes_per_group == COORDINATE_COMPRESS_CODES_PER_GROUP
-                      and layout.dim_pad <= ROW_CHUNK)
+        coordinate = _coordinate_compress(layout)
         fp16 = None if coordinate else _fp16_search(codebook.boundaries, layout)
         lane_groups = coordinate and layout.dim_pad in LANE_GROUP_DIM_PADS
         whole = ROW_CHUNK < layout.dim_pad <= WHOLE_ROTATION_MAX_DIM  # wide rows, the rotation fits shared memory

@@ -181,7 +181,8 @@ def test_compress_runs_its_fp16_search_as_ptx_only_outside_the_interpreter(monke
     assert not tq3.inline_ptx and "INLINE_PTX" not in tq3.meta(config, "float16", 1 << 20)
     tq3_wide = registry.BoundKernel(registry.load_variant("tq3", 256), "compress")
     assert tq3_wide.meta(config, "float16", 1 << 20) == {"BLOCK_ROWS": 32, "num_warps": 4, "num_stages": 1,
-                                                         "PRECISION": "fp16", "ROW_BLOCKS": 16, "SLOT_SPLIT": 1}
+                                                         "PRECISION": "fp16", "ROW_BLOCKS": 16, "TMA_STAGES": 0,
+                                                         "RAW_PRODUCT": True, "x_desc": None}  # no slots to split
 
 
 def test_compress_of_rows_padded_past_128_takes_16_row_blocks_at_the_largest_bucket(monkeypatch):
@@ -208,7 +209,7 @@ def test_wide_compress_splits_its_slot_columns_over_two_programs_at_small_row_co
     up to 2,048 rows at 4 and 3 bits (each half of every slot's columns); 2 bits, larger buckets, fp32
     rows and head dims up to 128 (no SLOT_SPLIT) keep one. The grid holds both programs of each block."""
     config = tuning.LaunchConfig(32, 8, 1)
-    for spec, head_dim, small in (("tq4", 256, 2), ("tq4", 192, 2), ("tq3", 256, 2), ("tq3", 192, 2),
+    for spec, head_dim, small in (("tq4", 256, 2), ("tq4", 192, 2), ("tq3", 192, 2),
                                   ("tq2", 256, 1), ("tq2", 192, 1)):
         kernel = registry.BoundKernel(registry.load_variant(spec, head_dim), "compress")
         assert kernel.splits_slots
@@ -220,6 +221,8 @@ def test_wide_compress_splits_its_slot_columns_over_two_programs_at_small_row_co
         assert kernel.grid(1000, meta) == (-(-1000 // 32) * small, 1)
     narrow = registry.BoundKernel(registry.load_variant("tq4", 128), "compress")
     assert not narrow.splits_slots and "SLOT_SPLIT" not in narrow.meta(config, "float16", 8)
+    coordinate = registry.BoundKernel(registry.load_variant("tq3", 256), "compress")  # one product, no slots
+    assert not coordinate.splits_slots and "SLOT_SPLIT" not in coordinate.meta(config, "float16", 8)
     decompress = registry.BoundKernel(registry.load_variant("tq4", 256), "decompress")
     assert not decompress.splits_slots and "SLOT_SPLIT" not in decompress.meta(config, "float16", 8)
 
@@ -229,7 +232,8 @@ def test_compress_reads_its_rows_by_tma_at_the_largest_bucket_on_gpus_with_tma(m
     rows for 16-bit rows where runs_tma (pipelined 3 deep: the kernel's num_stages too); fp32 rows, smaller
     buckets and the interpreter keep the pointer loads. Rows padded to 256 take it for fp16 and bf16 rows
     (the raw product, and the rows normalized first), one slot column share a program (SLOT_SPLIT 1), at 4
-    and 2 bits and for tq3 at D=192 (read in pieces); tq3 at D=256 and decompress have no TMA form."""
+    and 2 bits, for tq3 at D=192 (read in pieces) and at D=256 (in coordinate order, no slots to split);
+    decompress has no TMA form."""
     config = tuning.LaunchConfig(64, 4, 1)
     monkeypatch.setattr(registry, "runs_tma", lambda interpreted: True)
     for spec, head_dim in (("tq4", 128), ("tq4", 96), ("tq3", 128), ("tq2", 64), ("tq4", 64)):
@@ -243,16 +247,14 @@ def test_compress_reads_its_rows_by_tma_at_the_largest_bucket_on_gpus_with_tma(m
             assert (other["TMA_STAGES"], other["num_stages"], other["x_desc"]) == (0, 1, None)
     monkeypatch.setattr(registry, "runs_tma", lambda interpreted: False)
     assert kernel.meta(config, "float16", 1 << 20)["TMA_STAGES"] == 0
-    tq3_wide = registry.BoundKernel(registry.load_variant("tq3", 256), "compress")
-    assert not tq3_wide.tma_rows and "TMA_STAGES" not in tq3_wide.meta(config, "float16", 1 << 20)
     monkeypatch.setattr(registry, "runs_tma", lambda interpreted: True)
-    for spec, head_dim in (("tq4", 256), ("tq4", 192), ("tq3", 192), ("tq2", 256), ("tq2", 192)):
+    for spec, head_dim in (("tq4", 256), ("tq4", 192), ("tq3", 192), ("tq2", 256), ("tq2", 192), ("tq3", 256)):
         kernel = registry.BoundKernel(registry.load_variant(spec, head_dim), "compress")
         assert kernel.tma_rows
         meta = kernel.meta(config, "float16", 1 << 20)
-        assert (meta["TMA_STAGES"], meta["num_stages"], meta["ROW_BLOCKS"], meta["SLOT_SPLIT"]) == (3, 3, 1, 1)
+        assert (meta["TMA_STAGES"], meta["num_stages"], meta["ROW_BLOCKS"], meta.get("SLOT_SPLIT", 1)) == (3, 3, 1, 1)
         bf16 = kernel.meta(config, "bfloat16", 1 << 20)
-        assert (bf16["TMA_STAGES"], bf16["ROW_BLOCKS"], bf16["SLOT_SPLIT"], bf16["RAW_PRODUCT"]) == (3, 1, 1, False)
+        assert (bf16["TMA_STAGES"], bf16["ROW_BLOCKS"], bf16.get("SLOT_SPLIT", 1), bf16["RAW_PRODUCT"]) == (3, 1, 1, False)
         assert kernel.meta(config, "float32", 1 << 20)["ROW_BLOCKS"] == 1  # fp32 rows: pointer loads
         assert kernel.meta(config, "float16", 8)["TMA_STAGES"] == 0
     assert not registry.BoundKernel(registry.load_variant("tq4", 128), "decompress").tma_rows
@@ -304,7 +306,7 @@ def test_only_fp16_rows_with_fp16_operands_go_into_a_tma_compress_product_raw():
             meta = kernel.meta(config, dtype, bucket)
             assert meta["RAW_PRODUCT"] is (dtype == "float16"), (spec, head_dim, dtype)
             assert meta["RAW_PRODUCT"] is registry.raw_product(dtype, meta["PRECISION"])
-    assert "RAW_PRODUCT" not in registry.BoundKernel(registry.load_variant("tq3", 256), "compress").meta(
+    assert "RAW_PRODUCT" not in registry.BoundKernel(registry.load_variant("tq4", 128), "decompress").meta(
         config, "float16", 1 << 20)  # no TMA form
 
 
