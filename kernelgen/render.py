@@ -198,7 +198,9 @@ COORDINATE_COMPRESS_CODES_PER_GROUP = 8
 # products of 32 columns: measured on an H100, 1M fp16 rows, the rows by TMA, one program an SM, three
 # rounds (benchmarks/experiments/tq3_coordinate_d256.py): 356.5-367.1 µs at B64 w8 (382.9-397.3 at w4)
 # against 570.2-591.4 for the slot form by pointer loads; codes equal to the fp32 path 99.971% against
-# 99.959%. D=192 (short of its padding) keeps the slot form in pieces (_wide_pieces).
+# 99.959%. At D=192 (read in pieces, _wide_pieces: three 64-row pieces of the transposed rotation), after
+# tuning, `kernelgen bench` put tq3 compress at 319.4 µs (50.3%) against 444.6 µs (36.0%) for eight slot
+# products in the same pieces the run before (benchmarks/h100-raw-flag.md, runs G and I).
 # ... and, at rows padded to these widths, takes the rotation's columns in lane-group order
 # (PackLayout.lane_group_columns: each group's codes in one thread of the product's accumulator), so that its
 # weighted group sums run inside threads instead of across lanes. Measured on an H100, tq3, 1M fp16 rows,
@@ -283,12 +285,12 @@ def _pair_centroids(layout: PackLayout) -> bool:
 
 def _coordinate_compress(layout: PackLayout) -> bool:
     """Whether a module's compress takes the coordinate-order form (COORDINATE_COMPRESS_CODES_PER_GROUP):
-    rows that fit one product step, or rows padded past it that the head dim fills and whose rotation fits
-    shared memory (tq3 D=256)."""
+    rows that fit one product step, or rows padded past it whose rotation fits shared memory and that the
+    head dim fills (tq3 D=256) or that are read in pieces (_wide_pieces: tq3 D=192)."""
     if layout.codes_per_group != COORDINATE_COMPRESS_CODES_PER_GROUP:
         return False
     return layout.dim_pad <= ROW_CHUNK or (layout.dim_pad <= WHOLE_ROTATION_MAX_DIM
-                                           and layout.head_dim == layout.dim_pad)
+                                           and (layout.head_dim == layout.dim_pad or _wide_pieces(layout)))
 
 
 def _tma_rows(layout: PackLayout, fp16_search: bool, coordinate: bool) -> bool:

@@ -207,10 +207,10 @@ def test_compress_of_rows_padded_past_128_takes_16_row_blocks_at_the_largest_buc
 def test_wide_compress_splits_its_slot_columns_over_two_programs_at_small_row_counts_for_4_and_3_bits():
     """registry.SLOT_SPLIT_RULE: D=192/256 compress with fp16 operands gives each row block to 2 programs
     up to 2,048 rows at 4 and 3 bits (each half of every slot's columns); 2 bits, larger buckets, fp32
-    rows and head dims up to 128 (no SLOT_SPLIT) keep one. The grid holds both programs of each block."""
+    rows and head dims up to 128 (no SLOT_SPLIT) keep one, and tq3, whose wide compress is one
+    coordinate-order product, has no slots to split. The grid holds both programs of each block."""
     config = tuning.LaunchConfig(32, 8, 1)
-    for spec, head_dim, small in (("tq4", 256, 2), ("tq4", 192, 2), ("tq3", 192, 2),
-                                  ("tq2", 256, 1), ("tq2", 192, 1)):
+    for spec, head_dim, small in (("tq4", 256, 2), ("tq4", 192, 2), ("tq2", 256, 1), ("tq2", 192, 1)):
         kernel = registry.BoundKernel(registry.load_variant(spec, head_dim), "compress")
         assert kernel.splits_slots
         for dtype in ("float16", "bfloat16"):
@@ -221,8 +221,9 @@ def test_wide_compress_splits_its_slot_columns_over_two_programs_at_small_row_co
         assert kernel.grid(1000, meta) == (-(-1000 // 32) * small, 1)
     narrow = registry.BoundKernel(registry.load_variant("tq4", 128), "compress")
     assert not narrow.splits_slots and "SLOT_SPLIT" not in narrow.meta(config, "float16", 8)
-    coordinate = registry.BoundKernel(registry.load_variant("tq3", 256), "compress")  # one product, no slots
-    assert not coordinate.splits_slots and "SLOT_SPLIT" not in coordinate.meta(config, "float16", 8)
+    for head_dim in (192, 256):  # tq3: one coordinate-order product, no slots
+        coordinate = registry.BoundKernel(registry.load_variant("tq3", head_dim), "compress")
+        assert not coordinate.splits_slots and "SLOT_SPLIT" not in coordinate.meta(config, "float16", 8)
     decompress = registry.BoundKernel(registry.load_variant("tq4", 256), "decompress")
     assert not decompress.splits_slots and "SLOT_SPLIT" not in decompress.meta(config, "float16", 8)
 
@@ -232,7 +233,7 @@ def test_compress_reads_its_rows_by_tma_at_the_largest_bucket_on_gpus_with_tma(m
     rows for 16-bit rows where runs_tma (pipelined 3 deep: the kernel's num_stages too); fp32 rows, smaller
     buckets and the interpreter keep the pointer loads. Rows padded to 256 take it for fp16 and bf16 rows
     (the raw product, and the rows normalized first), one slot column share a program (SLOT_SPLIT 1), at 4
-    and 2 bits, for tq3 at D=192 (read in pieces) and at D=256 (in coordinate order, no slots to split);
+    and 2 bits, for tq3 at D=192 and 256 (in coordinate order, no slots to split; D=192 read in pieces);
     decompress has no TMA form."""
     config = tuning.LaunchConfig(64, 4, 1)
     monkeypatch.setattr(registry, "runs_tma", lambda interpreted: True)

@@ -279,10 +279,10 @@ def test_torch_path_codes_count_boundaries_and_break_negative_ties_away_from_zer
 
 
 def test_compress_takes_the_transposed_rotation_at_eight_codes_a_group_up_to_d128_and_at_d256_else_the_slots():
-    """render.COORDINATE_COMPRESS_CODES_PER_GROUP: tq3 at D<=128 and at D=256 (a head dim that fills its
-    padding past 128: render._coordinate_compress) multiplies by the padded rotation transposed
-    (coordinates in order); at rows padded to 128 and 256 (render.LANE_GROUP_DIM_PADS) its columns in
-    lane-group order; tq3 at D=192 (short of its padding) and the other specs by the slots."""
+    """render.COORDINATE_COMPRESS_CODES_PER_GROUP: tq3 at D<=128, D=192 and D=256 (rows padded past 128
+    that the head dim fills or that are read in pieces: render._coordinate_compress) multiplies by the
+    padded rotation transposed (coordinates in order); at rows padded to 128 and 256
+    (render.LANE_GROUP_DIM_PADS) its columns in lane-group order; the other specs by the slots."""
     from kernelgen import registry
 
     v = registry.load_variant("tq3", 64)
@@ -290,7 +290,7 @@ def test_compress_takes_the_transposed_rotation_at_eight_codes_a_group_up_to_d12
     assert torch.equal(v.compress_rotation("fp16"), v.padded_rotation("fp16").T)
     assert v.compress_rotation("fp16").shape == (64, 64) and v.compress_rotation("fp16").is_contiguous()
     assert torch.equal(v.compress_rotation("fp32"), v.rotation.T)
-    for head_dim in (80, 96, 112, 128, 256):
+    for head_dim in (80, 96, 112, 128, 192, 256):
         v = registry.load_variant("tq3", head_dim)
         assert v.module.COMPRESS_ROTATION == "lane_groups"
         rotation_t = v.compress_rotation("fp32")
@@ -301,7 +301,7 @@ def test_compress_takes_the_transposed_rotation_at_eight_codes_a_group_up_to_d12
             expected = v.rotation[columns[p]] if columns[p] < head_dim else torch.zeros(head_dim)
             assert torch.equal(rotation_t[:head_dim, p], expected) and not rotation_t[head_dim:, p].any()
         assert torch.equal(v.compress_rotation("fp16"), rotation_t.half())
-    for spec, head_dim, shape in (("tq3", 192, (8, 256, 32)), ("tq4", 128, (2, 128, 64)), ("tq2", 64, (4, 64, 16))):
+    for spec, head_dim, shape in (("tq4", 192, (2, 256, 128)), ("tq4", 128, (2, 128, 64)), ("tq2", 64, (4, 64, 16))):
         v = registry.load_variant(spec, head_dim)
         assert not hasattr(v.module, "COMPRESS_ROTATION")
         assert torch.equal(v.compress_rotation("fp32"), v.slots("fp32")) and v.slots("fp32").shape == shape

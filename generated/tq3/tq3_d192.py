@@ -6,9 +6,11 @@
 
 Stored format: packed rows of 72 bytes (uint8), the codes as one MSB-first bit
 stream (8 codes in 3 bytes); norms as fp32.
-compress takes the rotation as `slots`, a (8, 256, 32) tensor, zero padded
-(fp16 where PRECISION below says fp16, else fp32):
-slots[j, k, n] = rotation[8*n + j, k], so slot j's product gives code j of every byte group.
+compress takes the rotation transposed as `rotation_t`, (256, 256) zero padded (fp16 where PRECISION below
+says fp16, else fp32): rotation_t[k, p] = rotation[c(p), k], its columns in lane-group order: column
+p = 32a + 8b + 2q + e holds coordinate c(p) = 8(8q + a) + 2b + e (kernelgen.layout.PackLayout.lane_group_columns),
+so each byte group's codes land in one thread of the product's accumulator where one warpgroup
+holds all its columns (4 warps).
 decompress takes the rotation itself as `rotation`, (256, 256) zero padded, in the same precision.
 The decompress kernels take the codebook as `centroids`, a (8,) table (CENTROIDS below; fp16 where
 PRECISION says fp16 for the products, else fp32; fp32 always for decompress_rotated).
@@ -31,6 +33,7 @@ NORM_EPS = tl.constexpr(1e-10)
 # compress by TMA reads a row block in 3 boxes of TMA_K columns and multiplies each by its rows of the rotation:
 # nothing past HEAD_DIM goes into the product; without this line, one box of DIM_PAD columns
 TMA_K = tl.constexpr(64)
+COMPRESS_ROTATION = "lane_groups"  # compress takes the rotation transposed, columns in lane-group order (see above); without this line, the slots
 
 # Lloyd-Max codebook (beta law, 133 iterations), fp32 values.
 CENTROIDS = (
@@ -111,73 +114,46 @@ def _centroid(centroids_ptr, code):
 @triton.autotune(configs=CONFIGS, key=TUNE_KEY)
 @triton.jit(do_not_specialize=["n_rows", "ROW_BUCKET"])
 def tq3_d192_compress(
-    x_ptr, slots_ptr, packed_ptr, norms_ptr,
+    x_ptr, rotation_t_ptr, packed_ptr, norms_ptr,
     n_rows, ROW_BUCKET,
     BLOCK_ROWS: tl.constexpr, PRECISION: tl.constexpr, ROW_BLOCKS: tl.constexpr,
-    SLOT_SPLIT: tl.constexpr,
     TMA_STAGES: tl.constexpr, RAW_PRODUCT: tl.constexpr, x_desc,
 ):
-    """norm -> normalize -> rotate (one tl.dot a slot) -> code search -> pack; with RAW_PRODUCT (see
-    below), rotate the rows as they are, then scale by 1 / (norm + eps), instead of normalizing first.
-    slots_ptr holds the slots in fp16 when PRECISION is fp16, else in fp32.
+    """norm -> normalize -> rotate (one tl.dot with the transposed rotation, coordinate order) -> code search
+    -> pack (a reshape and a weighted sum of each group's 8 codes); with RAW_PRODUCT (see below), rotate
+    the rows as they are, then scale by 1 / (norm + eps), instead of normalizing first. rotation_t_ptr holds the rotation
+    transposed, zero padded, in fp16 when PRECISION is fp16, else in fp32. One product instead of 8 narrow
+    slot products, each re-reading the row tile: measured faster on an H100 at 8 codes a group
+    (benchmarks/experiments/search_forms_d128.py).
+    The rotation's columns come in lane-group order (see the module docstring), so each group's sum runs
+    inside one thread, with no shuffles across lanes, where one warpgroup holds all DIM_PAD columns of the
+    product (4 warps; at 8 the sums cross lanes) (render.LANE_GROUP_DIM_PADS).
     A program compresses ROW_BLOCKS blocks of BLOCK_ROWS rows, one after the other (the registry sets
-    ROW_BLOCKS > 1 for large row counts). With PRECISION fp16, each product is one step: the slots
-    (128 KB in fp16, all of the rotation) are loaded into shared memory once a program and (16-bit rows) each
-    block's rows are read before the previous block's work (measured faster on an H100 than the two
-    passes below: benchmarks/experiments/tq3_compress_forms.py). With fp32 operands, whose slots would
-    not fit in shared memory, each block takes two passes over its rows (the norm, then the products,
-    ROW_CHUNK dims a step, the slots read from L2 as they go).
-    SLOT_SPLIT (fp16 operands; 1 for fp32): neighbouring programs that take the same rows, each
-    SLOT_PAD // SLOT_SPLIT of every slot's columns with that share of the slots (the registry sets 2 at
-    small row counts for some bit widths, where measured faster on an H100: registry.SLOT_SPLIT_RULE).
+    ROW_BLOCKS > 1 for large row counts). With PRECISION fp16, the product is one step: the transposed
+    rotation (128 KB in fp16) is loaded into shared memory once a program and (16-bit rows) each block's
+    rows are read before the previous block's work. With fp32 operands, whose rotation would not fit in
+    shared memory, each block takes two passes over its rows (the norm, then the product, ROW_CHUNK dims a
+    step, the rotation read from L2 as it goes).
     With TMA_STAGES > 0 (16-bit rows; the registry sets it for large row counts on GPUs with TMA) the grid
-    is one program an SM instead, which loads the slots once and takes every num_programs-th row block,
-    its rows read by TMA through x_desc (a tensor descriptor of the rows, block
-    BLOCK_ROWS x TMA_K: 3 boxes a block, each slot's product in as many steps, so the padding past
-    HEAD_DIM is neither read nor multiplied), the loop pipelined TMA_STAGES deep by Triton. With
-    RAW_PRODUCT (fp16 rows with fp16 operands: registry.raw_product) the rows go into the product as TMA left
-    them in shared memory, the product scaled by 1 / (norm + eps) after; bf16 rows are normalized first.
-    ROW_BLOCKS is not used and SLOT_SPLIT is 1. Measured faster on an H100 than the row blocks, whose
-    programs each load the slots again (benchmarks/experiments/tma_compress_d256.py, wide_tma_forms.py,
-    bf16_wide_tma.py)."""
-    if PRECISION == "fp16":  # one step, the slots in shared memory
+    is one program an SM instead, which loads the transposed rotation once and takes every
+    num_programs-th row block, its rows read by TMA through x_desc (a tensor descriptor of the rows, block
+    BLOCK_ROWS x TMA_K: 3 boxes a block, the product in as many steps with the matching rows of the
+    rotation, so the padding past HEAD_DIM is neither read nor multiplied), the loop pipelined TMA_STAGES
+    deep by Triton. With RAW_PRODUCT (fp16 rows with fp16 operands: registry.raw_product) the rows go into
+    the product as TMA left them in shared memory, the product scaled by 1 / (norm + eps) after; bf16 rows
+    are normalized first. ROW_BLOCKS is not used. Measured faster on an H100 than eight slot products of 32
+    columns read in the same pieces (benchmarks/h100-raw-flag.md, run I)."""
+    if PRECISION == "fp16":  # one step, the transposed rotation in shared memory
         k = tl.arange(0, DIM_PAD)[:, None]
-        # SLOT_SPLIT neighbouring programs share each program's row blocks, each taking SLOT_COLS of every slot's
-        # columns (the groups from first_group on): a 1/SLOT_SPLIT share of the rotation in shared memory, and
-        # the rows read SLOT_SPLIT times, all but the first from L2
-        SLOT_COLS: tl.constexpr = SLOT_PAD // SLOT_SPLIT
-        first_group = (tl.program_id(0) % SLOT_SPLIT) * SLOT_COLS
-        n = first_group + tl.arange(0, SLOT_COLS)[None, :]
+        c = tl.arange(0, DIM_PAD)
         if TMA_STAGES > 0:  # 16-bit rows by TMA, a persistent loop that Triton pipelines (see the docstring)
-            tl.static_assert(SLOT_SPLIT == 1, "the TMA loop takes every slot column in one program")
             tl.static_assert(not RAW_PRODUCT or (x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"),
                              "RAW_PRODUCT takes fp16 rows into fp16 products")
-            # the slots in pieces of TMA_K of their rows, as the rows come: w<j>_<s> = slot j's rows s*TMA_K .. s*TMA_K + TMA_K - 1
+            # the transposed rotation in pieces of TMA_K of its rows, as the rows come: r<s> = rows s*TMA_K .. s*TMA_K + TMA_K - 1
             kp = tl.arange(0, TMA_K)[:, None]
-            w0_0 = tl.load(slots_ptr + kp * SLOT_PAD + n)
-            w0_1 = tl.load(slots_ptr + (1 * TMA_K + kp) * SLOT_PAD + n)
-            w0_2 = tl.load(slots_ptr + (2 * TMA_K + kp) * SLOT_PAD + n)
-            w1_0 = tl.load(slots_ptr + 1 * DIM_PAD * SLOT_PAD + kp * SLOT_PAD + n)
-            w1_1 = tl.load(slots_ptr + 1 * DIM_PAD * SLOT_PAD + (1 * TMA_K + kp) * SLOT_PAD + n)
-            w1_2 = tl.load(slots_ptr + 1 * DIM_PAD * SLOT_PAD + (2 * TMA_K + kp) * SLOT_PAD + n)
-            w2_0 = tl.load(slots_ptr + 2 * DIM_PAD * SLOT_PAD + kp * SLOT_PAD + n)
-            w2_1 = tl.load(slots_ptr + 2 * DIM_PAD * SLOT_PAD + (1 * TMA_K + kp) * SLOT_PAD + n)
-            w2_2 = tl.load(slots_ptr + 2 * DIM_PAD * SLOT_PAD + (2 * TMA_K + kp) * SLOT_PAD + n)
-            w3_0 = tl.load(slots_ptr + 3 * DIM_PAD * SLOT_PAD + kp * SLOT_PAD + n)
-            w3_1 = tl.load(slots_ptr + 3 * DIM_PAD * SLOT_PAD + (1 * TMA_K + kp) * SLOT_PAD + n)
-            w3_2 = tl.load(slots_ptr + 3 * DIM_PAD * SLOT_PAD + (2 * TMA_K + kp) * SLOT_PAD + n)
-            w4_0 = tl.load(slots_ptr + 4 * DIM_PAD * SLOT_PAD + kp * SLOT_PAD + n)
-            w4_1 = tl.load(slots_ptr + 4 * DIM_PAD * SLOT_PAD + (1 * TMA_K + kp) * SLOT_PAD + n)
-            w4_2 = tl.load(slots_ptr + 4 * DIM_PAD * SLOT_PAD + (2 * TMA_K + kp) * SLOT_PAD + n)
-            w5_0 = tl.load(slots_ptr + 5 * DIM_PAD * SLOT_PAD + kp * SLOT_PAD + n)
-            w5_1 = tl.load(slots_ptr + 5 * DIM_PAD * SLOT_PAD + (1 * TMA_K + kp) * SLOT_PAD + n)
-            w5_2 = tl.load(slots_ptr + 5 * DIM_PAD * SLOT_PAD + (2 * TMA_K + kp) * SLOT_PAD + n)
-            w6_0 = tl.load(slots_ptr + 6 * DIM_PAD * SLOT_PAD + kp * SLOT_PAD + n)
-            w6_1 = tl.load(slots_ptr + 6 * DIM_PAD * SLOT_PAD + (1 * TMA_K + kp) * SLOT_PAD + n)
-            w6_2 = tl.load(slots_ptr + 6 * DIM_PAD * SLOT_PAD + (2 * TMA_K + kp) * SLOT_PAD + n)
-            w7_0 = tl.load(slots_ptr + 7 * DIM_PAD * SLOT_PAD + kp * SLOT_PAD + n)
-            w7_1 = tl.load(slots_ptr + 7 * DIM_PAD * SLOT_PAD + (1 * TMA_K + kp) * SLOT_PAD + n)
-            w7_2 = tl.load(slots_ptr + 7 * DIM_PAD * SLOT_PAD + (2 * TMA_K + kp) * SLOT_PAD + n)
+            r0 = tl.load(rotation_t_ptr + kp * DIM_PAD + c[None, :])
+            r1 = tl.load(rotation_t_ptr + (1 * TMA_K + kp) * DIM_PAD + c[None, :])
+            r2 = tl.load(rotation_t_ptr + (2 * TMA_K + kp) * DIM_PAD + c[None, :])
             # a loop bounded at run time: measured faster on an H100 than a constant count of blocks from 0
             # (benchmarks/experiments/tma_loop_forms.py)
             for block in tl.range(tl.program_id(0), tl.cdiv(n_rows, BLOCK_ROWS), tl.num_programs(0), num_stages=TMA_STAGES):
@@ -192,34 +168,26 @@ def tq3_d192_compress(
                 norm = tl.sqrt(tl.sum(f0 * f0, axis=1) + tl.sum(f1 * f1, axis=1) + tl.sum(f2 * f2, axis=1))
                 inv = (1.0 / (norm + NORM_EPS))[:, None]
                 if RAW_PRODUCT:  # the fp16 rows as TMA left them in shared memory, the product scaled after
-                    y0 = tl.dot(x2, w0_2, acc=tl.dot(x1, w0_1, acc=tl.dot(x0, w0_0))) * inv  # slot 0: coordinates 0, 8, 16, ...
-                    y1 = tl.dot(x2, w1_2, acc=tl.dot(x1, w1_1, acc=tl.dot(x0, w1_0))) * inv  # slot 1: coordinates 1, 9, 17, ...
-                    y2 = tl.dot(x2, w2_2, acc=tl.dot(x1, w2_1, acc=tl.dot(x0, w2_0))) * inv  # slot 2: coordinates 2, 10, 18, ...
-                    y3 = tl.dot(x2, w3_2, acc=tl.dot(x1, w3_1, acc=tl.dot(x0, w3_0))) * inv  # slot 3: coordinates 3, 11, 19, ...
-                    y4 = tl.dot(x2, w4_2, acc=tl.dot(x1, w4_1, acc=tl.dot(x0, w4_0))) * inv  # slot 4: coordinates 4, 12, 20, ...
-                    y5 = tl.dot(x2, w5_2, acc=tl.dot(x1, w5_1, acc=tl.dot(x0, w5_0))) * inv  # slot 5: coordinates 5, 13, 21, ...
-                    y6 = tl.dot(x2, w6_2, acc=tl.dot(x1, w6_1, acc=tl.dot(x0, w6_0))) * inv  # slot 6: coordinates 6, 14, 22, ...
-                    y7 = tl.dot(x2, w7_2, acc=tl.dot(x1, w7_1, acc=tl.dot(x0, w7_0))) * inv  # slot 7: coordinates 7, 15, 23, ...
+                    y = tl.dot(x2, r2, acc=tl.dot(x1, r1, acc=tl.dot(x0, r0))) * inv
                 else:
-                    y0 = _dot(f2 * inv, w0_2, _dot(f1 * inv, w0_1, _dot(f0 * inv, w0_0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION), PRECISION), PRECISION)
-                    y1 = _dot(f2 * inv, w1_2, _dot(f1 * inv, w1_1, _dot(f0 * inv, w1_0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION), PRECISION), PRECISION)
-                    y2 = _dot(f2 * inv, w2_2, _dot(f1 * inv, w2_1, _dot(f0 * inv, w2_0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION), PRECISION), PRECISION)
-                    y3 = _dot(f2 * inv, w3_2, _dot(f1 * inv, w3_1, _dot(f0 * inv, w3_0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION), PRECISION), PRECISION)
-                    y4 = _dot(f2 * inv, w4_2, _dot(f1 * inv, w4_1, _dot(f0 * inv, w4_0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION), PRECISION), PRECISION)
-                    y5 = _dot(f2 * inv, w5_2, _dot(f1 * inv, w5_1, _dot(f0 * inv, w5_0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION), PRECISION), PRECISION)
-                    y6 = _dot(f2 * inv, w6_2, _dot(f1 * inv, w6_1, _dot(f0 * inv, w6_0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION), PRECISION), PRECISION)
-                    y7 = _dot(f2 * inv, w7_2, _dot(f1 * inv, w7_1, _dot(f0 * inv, w7_0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION), PRECISION), PRECISION)
+                    y = _dot(f2 * inv, r2, _dot(f1 * inv, r1, _dot(f0 * inv, r0, tl.zeros((BLOCK_ROWS, DIM_PAD), dtype=tl.float32), PRECISION), PRECISION), PRECISION)
                 tl.store(norms_ptr + rows, norm, mask=row_ok)
 
                 # slot j's code goes to bits [3*(8-1-j), 3*(8-j)) of its group word, first coordinate highest:
                 # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
                 # common offset 3.5 scaled the same (8388607.5): exact in fp32 (24 bits; every partial sum is a
                 # multiple of 0.5 below 2^23), converted to an integer once
-                word = (_signed_code(y0) * 2097152.0 + _signed_code(y1) * 262144.0 + _signed_code(y2) * 32768.0 + _signed_code(y3) * 4096.0 + _signed_code(y4) * 512.0 + _signed_code(y5) * 64.0 + _signed_code(y6) * 8.0 + _signed_code(y7) + 8388607.5).to(tl.int32)
+                # (column p = 32a + 8b + 2q + e of y is code j = 2b + e of group 8q + a, see COMPRESS_ROTATION: scaled by
+                # 2^(3*(8-1-j)), summed over b and e inside each thread, then the groups put in order, [q, a])
+                slot = 2 * ((c // 8) % 4) + c % 2
+                scale = (1 << (3 * (7 - slot))).to(tl.float32)
+                codes = tl.reshape(_signed_code(y) * scale[None, :], (BLOCK_ROWS, 8, 4, 4, 2))  # [row, a, b, q, e]
+                word = tl.reshape(tl.permute(tl.sum(tl.sum(codes, axis=4), axis=2), (0, 2, 1)), (BLOCK_ROWS, DIM_PAD // 8))
+                word = (word + 8388607.5).to(tl.int32)
                 # four byte groups are 12 bytes, 3 int32 words (little-endian), each word's bytes taken from the group
                 # words by shifts and masks; stored flattened, groups fastest: measured faster on an H100 than 3 one-byte
                 # stores a group (benchmarks/experiments/tq3_words.py)
-                QUADS: tl.constexpr = (SLOT_PAD) // 4
+                QUADS: tl.constexpr = (DIM_PAD // 8) // 4
                 g02, g13 = tl.split(tl.reshape(word, (BLOCK_ROWS, QUADS, 2, 2)))  # [row, quad, s, t]: group 4*quad + 2s + t
                 g0, g2 = tl.split(g02)
                 g1, g3 = tl.split(g13)
@@ -235,18 +203,10 @@ def tq3_d192_compress(
                 tl.store(out + 1, p1, mask=out_ok)
                 tl.store(out + 2, p2, mask=out_ok)
         else:  # pointer loads, each block's rows read one block ahead
-            # the slots whole, read before the rows (measured faster on an H100)
-            w = slots_ptr + k * SLOT_PAD + n
-            w0 = tl.load(w)
-            w1 = tl.load(w + 1 * DIM_PAD * SLOT_PAD)
-            w2 = tl.load(w + 2 * DIM_PAD * SLOT_PAD)
-            w3 = tl.load(w + 3 * DIM_PAD * SLOT_PAD)
-            w4 = tl.load(w + 4 * DIM_PAD * SLOT_PAD)
-            w5 = tl.load(w + 5 * DIM_PAD * SLOT_PAD)
-            w6 = tl.load(w + 6 * DIM_PAD * SLOT_PAD)
-            w7 = tl.load(w + 7 * DIM_PAD * SLOT_PAD)
+            # the rotation whole, read before the rows
+            rotation_t = tl.load(rotation_t_ptr + k * DIM_PAD + c[None, :])
             dims = tl.arange(0, DIM_PAD)
-            rows = tl.program_id(0) // SLOT_SPLIT * ROW_BLOCKS * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
+            rows = tl.program_id(0) * ROW_BLOCKS * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
             x = tl.load(x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :],  # rows are contiguous
                         mask=(rows < n_rows)[:, None] & (dims < HEAD_DIM)[None, :], other=0.0)
             # 16-bit rows: the next block's rows are read while this block's work runs (fp32 rows would take
@@ -261,32 +221,31 @@ def tq3_d192_compress(
                 xf = x.to(tl.float32)
                 norm = tl.sqrt(tl.sum(xf * xf, axis=1))
                 xf = xf * (1.0 / (norm + NORM_EPS))[:, None]
-                y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 0: coordinates 0, 8, 16, ...
-                y1 = _dot(xf, w1, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 1: coordinates 1, 9, 17, ...
-                y2 = _dot(xf, w2, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 2: coordinates 2, 10, 18, ...
-                y3 = _dot(xf, w3, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 3: coordinates 3, 11, 19, ...
-                y4 = _dot(xf, w4, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 4: coordinates 4, 12, 20, ...
-                y5 = _dot(xf, w5, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 5: coordinates 5, 13, 21, ...
-                y6 = _dot(xf, w6, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 6: coordinates 6, 14, 22, ...
-                y7 = _dot(xf, w7, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 7: coordinates 7, 15, 23, ...
-                tl.store(norms_ptr + rows, norm, mask=row_ok & (first_group == 0))
+                y = _dot(xf, rotation_t, tl.zeros((BLOCK_ROWS, DIM_PAD), dtype=tl.float32), PRECISION)
+                tl.store(norms_ptr + rows, norm, mask=row_ok)
 
                 # slot j's code goes to bits [3*(8-1-j), 3*(8-j)) of its group word, first coordinate highest:
                 # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
                 # common offset 3.5 scaled the same (8388607.5): exact in fp32 (24 bits; every partial sum is a
                 # multiple of 0.5 below 2^23), converted to an integer once
-                word = (_signed_code(y0) * 2097152.0 + _signed_code(y1) * 262144.0 + _signed_code(y2) * 32768.0 + _signed_code(y3) * 4096.0 + _signed_code(y4) * 512.0 + _signed_code(y5) * 64.0 + _signed_code(y6) * 8.0 + _signed_code(y7) + 8388607.5).to(tl.int32)
+                # (column p = 32a + 8b + 2q + e of y is code j = 2b + e of group 8q + a, see COMPRESS_ROTATION: scaled by
+                # 2^(3*(8-1-j)), summed over b and e inside each thread, then the groups put in order, [q, a])
+                slot = 2 * ((c // 8) % 4) + c % 2
+                scale = (1 << (3 * (7 - slot))).to(tl.float32)
+                codes = tl.reshape(_signed_code(y) * scale[None, :], (BLOCK_ROWS, 8, 4, 4, 2))  # [row, a, b, q, e]
+                word = tl.reshape(tl.permute(tl.sum(tl.sum(codes, axis=4), axis=2), (0, 2, 1)), (BLOCK_ROWS, DIM_PAD // 8))
+                word = (word + 8388607.5).to(tl.int32)
                 # four byte groups are 12 bytes, 3 int32 words (little-endian), each word's bytes taken from the group
                 # words by shifts and masks; stored flattened, groups fastest: measured faster on an H100 than 3 one-byte
                 # stores a group (benchmarks/experiments/tq3_words.py)
-                QUADS: tl.constexpr = (SLOT_COLS) // 4
+                QUADS: tl.constexpr = (DIM_PAD // 8) // 4
                 g02, g13 = tl.split(tl.reshape(word, (BLOCK_ROWS, QUADS, 2, 2)))  # [row, quad, s, t]: group 4*quad + 2s + t
                 g0, g2 = tl.split(g02)
                 g1, g3 = tl.split(g13)
                 p0 = tl.reshape((g0 >> 16) | (g0 & 0xFF00) | ((g0 << 16) & 0xFF0000) | ((g1 >> 16) << 24), (BLOCK_ROWS * QUADS,))
                 p1 = tl.reshape(((g1 >> 8) & 0xFF) | ((g1 << 8) & 0xFF00) | (g2 & 0xFF0000) | (((g2 >> 8) & 0xFF) << 24), (BLOCK_ROWS * QUADS,))
                 p2 = tl.reshape((g2 & 0xFF) | ((g3 >> 8) & 0xFF00) | ((g3 << 8) & 0xFF0000) | (g3 << 24), (BLOCK_ROWS * QUADS,))
-                quads = first_group // 4 + tl.arange(0, QUADS)
+                quads = tl.arange(0, QUADS)
                 out_ok = row_ok[:, None] & (quads < GROUPS // 4)[None, :]
                 out = packed_ptr.to(tl.pointer_type(tl.int32)) + rows[:, None].to(tl.int64) * (PACKED_DIM // 4) + quads[None, :] * 3
                 out = tl.reshape(out, (BLOCK_ROWS * QUADS,))
@@ -299,10 +258,8 @@ def tq3_d192_compress(
                 elif ROW_BLOCKS > 1:
                     x = tl.load(x_ptr + next_rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :], mask=next_mask, other=0.0)
                 rows = next_rows
-    else:  # fp32 operands: two passes a block, the slots from L2
-        tl.static_assert(SLOT_SPLIT == 1, "fp32 operands take every slot column in one program")
+    else:  # fp32 operands: two passes a block, the transposed rotation from L2
         k = tl.arange(0, ROW_CHUNK)[:, None]
-        n = tl.arange(0, SLOT_PAD)[None, :]
         for i in range(ROW_BLOCKS):
             rows = (tl.program_id(0) * ROW_BLOCKS + i) * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
             row_ok = rows < n_rows
@@ -314,37 +271,29 @@ def tq3_d192_compress(
                 sum_sq += tl.sum(x * x, axis=1)
             norm = tl.sqrt(sum_sq)
             inv = (1.0 / (norm + NORM_EPS))[:, None]
-            y0 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 0: coordinates 0, 8, 16, ...
-            y1 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 1: coordinates 1, 9, 17, ...
-            y2 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 2: coordinates 2, 10, 18, ...
-            y3 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 3: coordinates 3, 11, 19, ...
-            y4 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 4: coordinates 4, 12, 20, ...
-            y5 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 5: coordinates 5, 13, 21, ...
-            y6 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 6: coordinates 6, 14, 22, ...
-            y7 = tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32)  # slot 7: coordinates 7, 15, 23, ...
+            c = tl.arange(0, DIM_PAD)
+            y = tl.zeros((BLOCK_ROWS, DIM_PAD), dtype=tl.float32)
             for k0 in range(0, DIM_PAD, ROW_CHUNK):  # second pass (the rows are in cache): the products
                 dims = k0 + tl.arange(0, ROW_CHUNK)
                 x = tl.load(x_rows + dims[None, :], mask=row_ok[:, None] & (dims < HEAD_DIM)[None, :], other=0.0).to(tl.float32) * inv
-                w = slots_ptr + (k0 + k) * SLOT_PAD + n
-                y0 = _dot(x, tl.load(w), y0, PRECISION)
-                y1 = _dot(x, tl.load(w + 1 * DIM_PAD * SLOT_PAD), y1, PRECISION)
-                y2 = _dot(x, tl.load(w + 2 * DIM_PAD * SLOT_PAD), y2, PRECISION)
-                y3 = _dot(x, tl.load(w + 3 * DIM_PAD * SLOT_PAD), y3, PRECISION)
-                y4 = _dot(x, tl.load(w + 4 * DIM_PAD * SLOT_PAD), y4, PRECISION)
-                y5 = _dot(x, tl.load(w + 5 * DIM_PAD * SLOT_PAD), y5, PRECISION)
-                y6 = _dot(x, tl.load(w + 6 * DIM_PAD * SLOT_PAD), y6, PRECISION)
-                y7 = _dot(x, tl.load(w + 7 * DIM_PAD * SLOT_PAD), y7, PRECISION)
+                y = _dot(x, tl.load(rotation_t_ptr + (k0 + k) * DIM_PAD + c[None, :]), y, PRECISION)
             tl.store(norms_ptr + rows, norm, mask=row_ok)
 
             # slot j's code goes to bits [3*(8-1-j), 3*(8-j)) of its group word, first coordinate highest:
             # the codes are exact small floats, so the word is their sum scaled by powers of two plus the codes'
             # common offset 3.5 scaled the same (8388607.5): exact in fp32 (24 bits; every partial sum is a
             # multiple of 0.5 below 2^23), converted to an integer once
-            word = (_signed_code(y0) * 2097152.0 + _signed_code(y1) * 262144.0 + _signed_code(y2) * 32768.0 + _signed_code(y3) * 4096.0 + _signed_code(y4) * 512.0 + _signed_code(y5) * 64.0 + _signed_code(y6) * 8.0 + _signed_code(y7) + 8388607.5).to(tl.int32)
+            # (column p = 32a + 8b + 2q + e of y is code j = 2b + e of group 8q + a, see COMPRESS_ROTATION: scaled by
+            # 2^(3*(8-1-j)), summed over b and e inside each thread, then the groups put in order, [q, a])
+            slot = 2 * ((c // 8) % 4) + c % 2
+            scale = (1 << (3 * (7 - slot))).to(tl.float32)
+            codes = tl.reshape(_signed_code(y) * scale[None, :], (BLOCK_ROWS, 8, 4, 4, 2))  # [row, a, b, q, e]
+            word = tl.reshape(tl.permute(tl.sum(tl.sum(codes, axis=4), axis=2), (0, 2, 1)), (BLOCK_ROWS, DIM_PAD // 8))
+            word = (word + 8388607.5).to(tl.int32)
             # four byte groups are 12 bytes, 3 int32 words (little-endian), each word's bytes taken from the group
             # words by shifts and masks; stored flattened, groups fastest: measured faster on an H100 than 3 one-byte
             # stores a group (benchmarks/experiments/tq3_words.py)
-            QUADS: tl.constexpr = (SLOT_PAD) // 4
+            QUADS: tl.constexpr = (DIM_PAD // 8) // 4
             g02, g13 = tl.split(tl.reshape(word, (BLOCK_ROWS, QUADS, 2, 2)))  # [row, quad, s, t]: group 4*quad + 2s + t
             g0, g2 = tl.split(g02)
             g1, g3 = tl.split(g13)
