@@ -22,7 +22,8 @@
 # all three specs; SKIP_TUNE with SKIP_TESTS 136-166 s (benchmarks/h100-wide-tma.md). A full retune in the
 # ninth session (benchmarks/h100-raw-flag.md), by hand: the compile-only shards of every head dim cut at
 # 230 s, then `kernelgen tune tq4` 31 s, tq2 168 s, tq3 (six head dims) about 500 s over two calls;
-# SKIP_TUNE with SKIP_TESTS 119 s.
+# SKIP_TUNE with SKIP_TESTS 119 s, later 183 s. One module alone (tq3 D=192 or 256): compile-only by
+# dtype in three processes 85-86 s, then its tuning 9 s.
 set -o pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 FINAL=${OUT:-/tmp/kernelgen-out}; LOGS=${LOGS:-/tmp/kernelgen-logs}; mkdir -p "$FINAL" "$LOGS/tuned"
