@@ -189,13 +189,14 @@ def tma_stages(bucket: int, dtype: str, precision: str, head_dim: int, dim_pad: 
     coordinates are 32-bit, which bounds the rows at 2^31, past any GPU's memory (256 GiB of fp16 rows at
     D=64)."""
     first, stages = TMA_COMPRESS[:2]
-    return (stages if tma and dtype != "float32" and bucket >= first and dim_pad in tma_programs(dtype, precision)
-            and head_dim % 8 == 0 else 0)
+    return (stages if tma and dtype != "float32" and bucket >= first
+            and dim_pad in tma_programs(raw_product(dtype, precision)) and head_dim % 8 == 0 else 0)
 
 
-def tma_programs(dtype: str, precision: str) -> dict[int, int]:
-    """TMA_COMPRESS's programs an SM by padded row width for rows of this form (raw_product or not)."""
-    return TMA_COMPRESS[3 if raw_product(dtype, precision) else 2]
+def tma_programs(raw: bool) -> dict[int, int]:
+    """TMA_COMPRESS's programs an SM by padded row width, for rows that go into the product as they are
+    (raw: see raw_product) or normalized first."""
+    return TMA_COMPRESS[3 if raw else 2]
 
 
 def raw_product(dtype: str, precision: str) -> bool:
@@ -464,11 +465,11 @@ class BoundKernel:
         """The grid and metas of a TMA compress launch (meta["TMA_STAGES"] > 0): a descriptor of the rows
         (args[0], (n_rows, HEAD_DIM) contiguous), block BLOCK_ROWS x tma_box_columns (DIM_PAD, or the
         module's TMA_K where it reads a row in pieces), zeros past HEAD_DIM; as many programs as
-        TMA_COMPRESS puts on each SM for the rows' form (raw_product), at most one a row block."""
+        TMA_COMPRESS puts on each SM for the rows' form (meta's RAW_PRODUCT), at most one a row block."""
         from triton.tools.tensor_descriptor import TensorDescriptor
 
         x, block, layout = args[0], meta["BLOCK_ROWS"], self.variant.layout
-        per_sm = tma_programs(str(x.dtype).removeprefix("torch."), meta["PRECISION"])[layout.dim_pad]
+        per_sm = tma_programs(meta["RAW_PRODUCT"])[layout.dim_pad]
         programs = min(-(-n_rows // block), per_sm * self._multiprocessors())
         desc = TensorDescriptor(x, [n_rows, layout.head_dim], [layout.head_dim, 1], [block, self.tma_box_columns])
         return (programs, 1), dict(meta, x_desc=desc)

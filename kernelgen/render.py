@@ -201,8 +201,8 @@ COORDINATE_COMPRESS_CODES_PER_GROUP = 8
 # 99.959%. At D=192 (read in pieces, _wide_pieces: three 64-row pieces of the transposed rotation), after
 # tuning, `kernelgen bench` put tq3 compress at 319.4 µs (50.3%) against 444.6 µs (36.0%) for eight slot
 # products in the same pieces the run before (benchmarks/h100-raw-flag.md, runs G and I).
-# ... and, at rows padded to these widths, takes the rotation's columns in lane-group order
-# (PackLayout.lane_group_columns: each group's codes in one thread of the product's accumulator), so that its
+# The coordinate-order compress, at rows padded to these widths, takes the rotation's columns in lane-group
+# order (PackLayout.lane_group_columns: each group's codes in one thread of the product's accumulator), so that its
 # weighted group sums run inside threads instead of across lanes. Measured on an H100, tq3, 1M fp16 rows,
 # B64 w4, the rows by TMA, three rounds (benchmarks/experiments/raw_product_compress.py, forms "scaled"
 # and "perm"): D=128 144.5-150.1 against 124.1-127.2 µs, D=96 149.9-150.8 against 126.0-127.6 µs. At 64
@@ -295,16 +295,16 @@ def _coordinate_compress(layout: PackLayout) -> bool:
 
 def _tma_rows(layout: PackLayout, fp16_search: bool, coordinate: bool) -> bool:
     """Whether a module's compress may read its rows by TMA (the registry decides when:
-    registry.TMA_COMPRESS), in the forms measured faster on an H100: a row in one product step, with the
-    fp16 search (tq4, tq2) or in coordinate order (tq3) (benchmarks/h100-tma.md, h100-tq3-tma.md); rows
-    padded past ROW_CHUNK, whose one-step form keeps the whole rotation in shared memory, with the fp16
-    search, in coordinate order (tq3 at D=256), or read in pieces (_wide_pieces: tq3 at D=192). tq3's slot
-    form at D=256 was slower by TMA than by its pointer loads (741.3-760.9 against 565.8-580.0 µs at 1M
-    fp16 rows, B64 w8, benchmarks/experiments/wide_tma_forms.py); its coordinate form is faster by TMA
-    (tq3_coordinate_d256.py)."""
+    registry.TMA_COMPRESS), in the forms measured faster on an H100: with the fp16 search (tq4, tq2) or in
+    coordinate order (tq3), a row in one product step (benchmarks/h100-tma.md, h100-tq3-tma.md) or padded
+    past ROW_CHUNK with the whole rotation in shared memory (benchmarks/h100-wide-tma.md, h100-raw-flag.md;
+    D=192 read in pieces: _tma_k). The slot form of 8 codes a group, which wide rows take where the head
+    dim neither fills its padding nor cuts into WIDE_TMA_K pieces (_coordinate_compress), keeps the
+    pointer loads: at tq3 D=256 it was slower by TMA (741.3-760.9 against 565.8-580.0 µs at 1M fp16 rows,
+    B64 w8, benchmarks/experiments/wide_tma_forms.py)."""
     if layout.dim_pad <= ROW_CHUNK:
         return fp16_search or coordinate
-    return layout.dim_pad <= WHOLE_ROTATION_MAX_DIM and (fp16_search or coordinate or _wide_pieces(layout))
+    return layout.dim_pad <= WHOLE_ROTATION_MAX_DIM and (fp16_search or coordinate)
 
 
 # Compress by TMA (the slot forms) of a head dim cut in pieces (see MIN_PIECE) reads each row block in

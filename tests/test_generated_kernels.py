@@ -365,6 +365,50 @@ def test_the_fp16_search_s_ptx_and_its_triton_form_give_the_same_bytes(spec, hea
         assert torch.equal(packed, again)
 
 
+def test_three_bit_rows_padded_to_256_short_of_pieces_keep_the_slot_form(tmp_path, device, gen):
+    """render._coordinate_compress: 3-bit rows padded to 256 that the head dim neither fills nor cuts into
+    64-column pieces (D=160; no shipped spec has one) compress by eight slot products, with SLOT_SPLIT at
+    small row counts and no TMA form, while the shipped tq3 D=192 and 256 take the coordinate order: the
+    slot form, which no shipped module renders any more, still matches the reference (fp16 rows in one
+    step, fp32 rows in two passes), and so does decompress."""
+    import yaml
+
+    from kernelgen import render
+    from kernelgen.cli import main
+    from kernelgen.layout import PackLayout
+
+    assert [render._coordinate_compress(PackLayout(3, d)) for d in (64, 128, 160, 192, 224, 256)] == [
+        True, True, False, True, False, True]
+    assert not any(render._coordinate_compress(PackLayout(b, 256)) for b in (2, 4))
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "specs" / "tq3.yaml").read_text())
+    data.update(name="tqslots", head_dims=[160])
+    spec = tmp_path / "specs" / "tqslots.yaml"
+    spec.parent.mkdir()
+    spec.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / "generated"
+    assert main(["build", str(spec), "--out", str(out)]) == 0
+    registry.add_kernel_path(out)
+    try:
+        q = kernelgen.quantizer("tqslots", 160, device=device)
+        compress = q._kernels["compress"]
+        assert not hasattr(compress.variant.module, "COMPRESS_ROTATION") and compress.splits_slots
+        assert not compress.tma_rows
+        for dt_name in ("float16", "float32"):
+            dt = getattr(torch, dt_name)
+            x = torch.randn(37, 160, generator=gen).to(dt)
+            packed = torch.full((37, q.packed_dim), 0xA5, dtype=torch.uint8, device=device)  # poison
+            norms = torch.full((37, 1), float("nan"), device=device)
+            q.compress(x.to(device), out=(packed, norms))
+            _, ref_norms, ref_codes, y = reference.compress(x, q.rotation.cpu(), q.boundaries.cpu(), q.bits)
+            torch.testing.assert_close(norms.cpu().double().view(-1), ref_norms, rtol=1e-5, atol=1e-6)
+            codes = reference.unpack_bitstream(packed.cpu(), q.bits, 160)
+            _check_codes(codes, ref_codes, y, q.boundaries.cpu(), q.precision[dt])
+            _check_decompress(q, dt_name, 37, device, gen)
+        assert [m[1]["SLOT_SPLIT"] for m in compress._memo.values()] == [2, 1]  # fp16 rows split, fp32 not
+    finally:
+        registry._added_paths.remove(out.resolve())
+
+
 def test_head_dims_past_the_whole_rotation_keep_two_pass_compress_and_the_step_loop(tmp_path, device, gen,
                                                                                     monkeypatch):
     """A row padded past render.WHOLE_ROTATION_MAX_DIM (D=320 -> 512; no shipped spec has one) compresses in

@@ -323,7 +323,8 @@ def test_a_tma_launch_takes_a_descriptor_of_the_rows_and_a_few_programs_an_sm(mo
             (64, 100_000, torch.bfloat16, "fp16", 528), (96, 1000, torch.float16, "fp16", 16),
             (256, 100_000, torch.float16, "fp16", 132), (192, 100_000, torch.float16, "fp16", 132),
             (256, 100_000, torch.bfloat16, "fp16", 132), (192, 100_000, torch.bfloat16, "fp16", 132)):
-        meta = {"BLOCK_ROWS": 64, "PRECISION": precision, "TMA_STAGES": 3, "x_desc": None}
+        meta = {"BLOCK_ROWS": 64, "PRECISION": precision, "TMA_STAGES": 3, "x_desc": None,
+                "RAW_PRODUCT": registry.raw_product(str(dtype).removeprefix("torch."), precision)}
         kernel = registry.BoundKernel(registry.load_variant("tq4", head_dim), "compress")
         monkeypatch.setattr(kernel, "_multiprocessors", lambda: 132)
         x = torch.zeros(rows, head_dim, dtype=dtype)
