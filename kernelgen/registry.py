@@ -107,6 +107,12 @@ SLOT_SPLIT_RULE = (COLUMN_SPLIT_MAX_ROWS, {4: 2, 3: 2})
 # (B64 w8/w4) against 486.0-492.6, tq2 D=256 342.5-345.6 against 458.5-464.2; D=192 at B128 w8 tq4
 # 311.0-313.4 against 455.6-461.1, tq2 241.9-246.8 against 398.7-414.4, tq3 397.6-407.9 against 525.8-534.6.
 TMA_COMPRESS = (MAX_ROW_BUCKET, 3, {128: 2, 64: 4, 256: 1}, {128: 3, 64: 4, 256: 1})
+# Decompress of 16-bit output from this row bucket on, on NVIDIA GPUs of compute capability 9 (Hopper), runs
+# the module's warp-specialized Gluon kernel where it has one (WS_DECOMPRESS: tq4 and tq2 at D=192 and 256,
+# render._ws_decompress) instead of its Triton kernel; see runs_ws and BoundKernel.launch_ws.
+# Measured on an H100, tq4 D=256, 1M fp16 rows (benchmarks/experiments/ws_d256.py, three rounds): 264.6-268.1
+# µs (85.0% of copy) against 546.1-564.6 for the Triton kernel at its tuned config.
+WS_DECOMPRESS_FROM = 1 << 16
 OPS = ("compress", "decompress", "decompress_rotated")
 
 _added_paths: list[Path] = []
@@ -213,6 +219,19 @@ def runs_tma(interpreted: bool) -> bool:
     return runs_ptx(interpreted) and torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 9
 
 
+def runs_ws(interpreted: bool) -> bool:
+    """Whether decompress may run a module's warp-specialized Gluon kernel (WS_DECOMPRESS_FROM): an NVIDIA
+    GPU of compute capability 9 (its warpgroup products are Hopper's), not under the interpreter."""
+    return runs_ptx(interpreted) and torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9
+
+
+def takes_ws(bucket: int, dtype: str, precision: str, ws: bool) -> bool:
+    """Whether a decompress at this row bucket, of `dtype` output with `precision` products, runs the
+    warp-specialized kernel, where the GPU can (`ws`: runs_ws) and the module has one: 16-bit output with
+    fp16 products, from WS_DECOMPRESS_FROM rows on."""
+    return ws and bucket >= WS_DECOMPRESS_FROM and dtype in ("float16", "bfloat16") and precision == "fp16"
+
+
 def row_bucket(n_rows: int) -> int:
     """The tuning key of a row count: the next power of two, capped at MAX_ROW_BUCKET (2^20).
     Buckets: 1, 2, 4, ..., 2^20; every count above 2^20 shares the last one."""
@@ -266,6 +285,15 @@ class LoadedVariant:
             return transposed.contiguous()
         raise CorruptVariant(f"{self.entry.module}: COMPRESS_ROTATION = {form!r} is none of 'transposed', "
                              "'lane_groups' (a module from another kernelgen version?)")
+
+    def rotation_pieces(self) -> torch.Tensor:
+        """The rotation as the warp-specialized decompress takes it (the module's WS_DECOMPRESS): fp16,
+        (g * SLOT_PAD, DIM_PAD), piece j (rows j * SLOT_PAD on) the padded rotation's rows j, j + g, ...: the
+        rows code j of each byte group multiplies."""
+        lay = self.layout
+        g = lay.codes_per_group
+        padded = self.padded_rotation("fp16")
+        return torch.cat([padded[j::g] for j in range(g)]).contiguous()
 
     def padded_rotation(self, precision: str) -> torch.Tensor:
         """The rotation as decompress takes it: (DIM_PAD, DIM_PAD), zero past the head dim, fp16 for the
@@ -424,6 +452,10 @@ class BoundKernel:
 
             self._knobs = knobs.runtime
         self._current_stream = None  # the driver's, bound at the first compiled launch (none without a GPU)
+        # decompress's warp-specialized Gluon kernel, where the module has one (see WS_DECOMPRESS_FROM)
+        ws_name = getattr(module, "WS_DECOMPRESS", None) if op == "decompress" else None
+        self.ws_kernel = getattr(module, ws_name) if ws_name else None
+        self._ws: dict[int, tuple] = {}  # device index -> (runs_ws, SMs, the pieces and their descriptor)
 
     def meta(self, config: tuning.LaunchConfig, dtype: str, bucket: int) -> dict:
         """The launch's compile-time arguments: the config, the precision of the dtype's products, whether
@@ -533,8 +565,12 @@ class BoundKernel:
 
     def launch(self, n_rows: int, dtype: str, device: torch.device, *args) -> None:
         """Launch over n_rows rows on `device` (the current device); `args` are the kernel's tensor
-        arguments before n_rows. The config of each (bucket, dtype) is looked up once per tuner."""
+        arguments before n_rows. The config of each (bucket, dtype) is looked up once per tuner; where
+        decompress takes its warp-specialized kernel (takes_ws), that runs instead, untuned."""
         bucket = MAX_ROW_BUCKET if n_rows >= MAX_ROW_BUCKET else 1 << (n_rows - 1).bit_length()
+        if self.ws_kernel is not None and bucket >= WS_DECOMPRESS_FROM and self.launch_ws(n_rows, bucket, dtype,
+                                                                                            device, args):
+            return
         key = (bucket, dtype, id(tuning.TUNER))
         memo = self._memo.get(key)
         if memo is None:
@@ -565,3 +601,50 @@ class BoundKernel:
                 self._compiled[fast_key] = compiled
             return
         launch_compiled(compiled, grid, self._current_stream(device.index), (*args, n_rows, bucket, *constexprs))
+
+    def launch_ws(self, n_rows: int, bucket: int, dtype: str, device: torch.device, args: tuple) -> bool:
+        """Run the module's warp-specialized decompress (WS_DECOMPRESS) where takes_ws says so and the
+        packed rows and the output start on 16 bytes (TMA's rule; the quantizer's own tensors do, an
+        `out=` view may not); return whether it ran. args: (packed, norms, rotation, centroids, out), as
+        the Triton kernel takes them; the rotation's pieces and their descriptor are made once a device."""
+        packed, norms, _, centroids, out = args  # the rotation's pieces replace the padded rotation
+        if not takes_ws(bucket, dtype, self.variant.precision(dtype), self._ws_state(device)[0]):
+            return False
+        if packed.data_ptr() % 16 or out.data_ptr() % 16:
+            return False
+        from triton.experimental.gluon import language as gl
+        from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+        _, sms, _, pieces_desc = self._ws_state(device)
+        module, lay = self.variant.module, self.variant.layout
+        block = module.WS_BLOCK_ROWS.value
+        packed_block, out_block = [block, lay.slot_pad], [block, lay.dim_pad]
+        out_dtype = gl.float16 if out.dtype == torch.float16 else gl.bfloat16
+        packed_desc = TensorDescriptor(packed, [n_rows, lay.packed_dim], [lay.packed_dim, 1], packed_block,
+                                       gl.NVMMASharedLayout.get_default_for(packed_block, gl.uint8))
+        out_desc = TensorDescriptor(out, [n_rows, lay.head_dim], [lay.head_dim, 1], out_block,
+                                    gl.NVMMASharedLayout.get_default_for(out_block, out_dtype))
+        grid = (min(sms, -(-n_rows // block)),)
+        self.ws_kernel[grid](packed_desc, pieces_desc, out_desc, norms, centroids, n_rows, num_warps=4)
+        return True
+
+    def _ws_state(self, device: torch.device) -> tuple:
+        """(runs_ws, SMs, rotation pieces, their descriptor) of `device`, made at its first call: the pieces
+        are the variant's (LoadedVariant.rotation_pieces), the same for every quantizer of it."""
+        index = device.index if device.type == "cuda" else -1
+        state = self._ws.get(index)
+        if state is None:
+            if index < 0 or not runs_ws(self.interpreted):
+                state = (False, 0, None, None)
+            else:
+                from triton.experimental.gluon import language as gl
+                from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+                lay = self.variant.layout
+                pieces = self.variant.rotation_pieces().to(device)
+                block = [lay.slot_pad, lay.dim_pad]
+                desc = TensorDescriptor(pieces, list(pieces.shape), [lay.dim_pad, 1], block,
+                                        gl.NVMMASharedLayout.get_default_for(block, gl.float16))
+                state = (True, torch.cuda.get_device_properties(index).multi_processor_count, pieces, desc)
+            self._ws[index] = state
+        return state

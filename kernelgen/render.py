@@ -346,6 +346,29 @@ def _decompress_pieces(head_dim: int) -> tuple[tuple[int, int], ...] | None:
     return ((0, high), (high, low))
 
 
+# Decompress of rows padded to 256 with one-byte groups (tq4, tq2 at D=192 and 256) gets a second kernel,
+# in Gluon, for Hopper GPUs (the registry's WS_DECOMPRESS rule launches it): one program an SM holds the
+# rotation (128 KB of fp16) in shared memory; a one-warp partition reads the packed rows by TMA into a
+# ring, and two warpgroups, each its own partition, take alternate row blocks: one gathers a block's
+# centroids straight into the product's register operand while the other's product runs, and each stores
+# its output by TMA. Code j of every group multiplies the rotation's rows j, j + g, ... (g codes a group),
+# so the slots are never joined back into coordinate order.
+# Measured on an H100, tq4 D=256, 1M fp16 rows (benchmarks/experiments/ws_d256.py, three rounds):
+# 264.6-268.1 µs (85.0% of copy) against 546.1-564.6 for the Triton kernel; outputs as close to the fp32
+# path (max |error| 3.1e-3 both). The same structure for compress ran slower than its Triton kernel
+# (414.1 against 352.4 µs).
+WS_DECOMPRESS_DIM_PAD = 256
+
+
+def _ws_decompress(layout: PackLayout, precisions: dict[str, str]) -> bool:
+    """Whether the module gets the warp-specialized decompress (above): one-byte groups, rows padded to
+    WS_DECOMPRESS_DIM_PAD, fp16 products for some 16-bit dtype, and rows whose packed and output widths
+    TMA can take (multiples of 16 bytes)."""
+    return (layout.bytes_per_group == 1 and layout.dim_pad == WS_DECOMPRESS_DIM_PAD
+            and any(precisions.get(d) == "fp16" for d in ("float16", "bfloat16"))
+            and layout.packed_dim % 16 == 0 and layout.head_dim % 8 == 0)
+
+
 def spec_display_path(spec: Spec, root: Path) -> str:
     """The spec's path as headers write it: relative to `root`, the folder that holds generated/,
     so the output does not depend on the working folder of the build."""
@@ -381,6 +404,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
         pieces = _decompress_pieces(head_dim)
         tma_rows = _tma_rows(layout, fp16 is not None, coordinate)
         tma_k = _tma_k(tma_rows, coordinate, pieces, layout)
+        precisions = {d: spec.rotation.precision_for(d) for d in spec.dtypes}
         source = template.render(
             version=__version__, spec=spec, spec_path=spec_path, spec_hash=spec.digest(),
             layout=layout, codebook=codebook, names=names,
@@ -396,7 +420,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             pair_centroids=_pair_centroids(layout),
             word_stores=_word_stores(layout), word_groups=layout.dim_pad // layout.codes_per_group if coordinate
             else layout.slot_pad,
-            precision=repr({d: spec.rotation.precision_for(d) for d in spec.dtypes}),
+            precision=repr(precisions), ws_decompress=_ws_decompress(layout, precisions),
             interleave=_interleave([f"v{j}" for j in range(layout.codes_per_group)]),
             tune_key='["ROW_BUCKET"]' if spec.autotune.key == "row_bucket" else "[]",
         )

@@ -141,6 +141,36 @@ def test_decompress_taking_several_row_blocks_a_program_matches_reference(spec, 
     assert [m[1].get("COLUMN_SPLIT", False) for m in kernel._memo.values()] == [split]
 
 
+# On NVIDIA GPUs of compute capability 9, decompress of 16-bit output runs the module's warp-specialized
+# Gluon kernel from registry.WS_DECOMPRESS_FROM rows on (tq4 and tq2 at D=192/256); here from every bucket,
+# at row counts that leave blocks partly filled and give each program several blocks (the ring wraps).
+WS = [pytest.param(s, d, dt, id=f"{s}-d{d}-{dt}") for s, d, dtypes, _ in VARIANTS
+      if hasattr(registry.load_variant(s, d).module, "WS_DECOMPRESS")
+      for dt in ("float16", "bfloat16") if dt in dtypes]
+
+
+@pytest.mark.skipif(not registry.runs_ws(False), reason="needs an NVIDIA GPU of compute capability 9")
+@pytest.mark.parametrize("spec,head_dim,dtype", WS)
+def test_warp_specialized_decompress_matches_reference(spec, head_dim, dtype, device, gen, monkeypatch):
+    monkeypatch.setattr(registry, "WS_DECOMPRESS_FROM", 1)
+    q = kernelgen.quantizer(spec, head_dim, device=device)
+    kernel = q._kernels["decompress"]
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    for rows in (1, 63, 1000, sms * 64 * 9 + 37):
+        _check_decompress(q, dtype, rows, device, gen)
+    assert not kernel._memo, "the Triton kernel ran (its config was looked up)"
+    # an output off 16 bytes, which a tensor descriptor cannot take: the Triton kernel runs instead
+    dt = getattr(torch, dtype)
+    packed = torch.randint(0, 256, (100, q.packed_dim), generator=gen, dtype=torch.uint8).to(device)
+    norms = (torch.rand(100, 1, generator=gen) * 10).to(device)
+    out = torch.full((100 * head_dim + 1,), float("nan"), dtype=dt, device=device)[1:].view(100, head_dim)
+    q.decompress(packed, norms, dtype=dt, out=out)
+    expected = q.decompress(packed, norms, dtype=dt)  # aligned: the warp-specialized kernel
+    assert kernel._memo
+    scale = expected.float().abs().max(dim=1, keepdim=True).values
+    assert ((out.float() - expected.float()).abs() / scale).max() <= DECOMPRESS_RTOL[dt]
+
+
 def _check_decompress(q, dtype, rows, device, gen):
     head_dim = q.head_dim
     dt = getattr(torch, dtype)

@@ -404,3 +404,113 @@ def test_direct_launches_only_for_compiled_kernels_of_triton_3_6(monkeypatch):
     assert registry.BoundKernel(variant, "compress")._direct == compiled  # never under the interpreter
     monkeypatch.setattr(registry, "DIRECT_LAUNCH", False)  # another Triton version
     assert not registry.BoundKernel(variant, "compress")._direct
+
+
+# -- the warp-specialized decompress (Gluon, Hopper) ------------------------------------------------------
+
+def test_warp_specialized_decompress_is_rendered_for_one_byte_groups_padded_to_256():
+    """render._ws_decompress: tq4 and tq2 (one-byte groups) at D=192 and 256 carry WS_DECOMPRESS, naming a
+    Gluon kernel of the module; tq3 (3-byte groups) and rows padded to 128 or less do not, nor would a spec
+    whose 16-bit dtypes take fp32 products."""
+    from kernelgen import render
+    from kernelgen.layout import PackLayout
+
+    for spec in ("tq4", "tq3", "tq2"):
+        for head_dim in (64, 80, 96, 112, 128, 192, 256):
+            module = registry.load_variant(spec, head_dim).module
+            expected = spec != "tq3" and head_dim in (192, 256)
+            assert hasattr(module, "WS_DECOMPRESS") is expected, (spec, head_dim)
+            if expected:
+                assert type(getattr(module, module.WS_DECOMPRESS)).__name__ == "GluonJITFunction"
+                assert registry.BoundKernel(registry.load_variant(spec, head_dim), "decompress").ws_kernel is not None
+            assert registry.BoundKernel(registry.load_variant(spec, head_dim), "compress").ws_kernel is None
+    fp16 = {"float16": "fp16", "bfloat16": "fp16", "float32": "ieee"}
+    assert render._ws_decompress(PackLayout(4, 256), fp16)
+    assert not render._ws_decompress(PackLayout(4, 256), {"float16": "ieee", "float32": "ieee"})
+    assert render._ws_decompress(PackLayout(4, 160), fp16)  # 80 packed bytes a row: TMA takes 16-byte rows
+    assert not render._ws_decompress(PackLayout(4, 136), fp16)  # 68: it does not
+    assert not render._ws_decompress(PackLayout(3, 256), fp16)
+
+
+def test_rotation_pieces_hold_the_rows_each_code_of_a_byte_group_multiplies():
+    """LoadedVariant.rotation_pieces: piece j (rows j * SLOT_PAD on) is the padded rotation's rows j, j + g,
+    ..., fp16; past the head dim, zero rows (D=192: groups 96..127 of tq4)."""
+    for spec, head_dim in (("tq4", 256), ("tq2", 192), ("tq4", 192)):
+        variant = registry.load_variant(spec, head_dim)
+        lay = variant.layout
+        g, pad = lay.codes_per_group, lay.slot_pad
+        pieces = variant.rotation_pieces()
+        assert pieces.dtype == torch.float16 and pieces.shape == (g * pad, lay.dim_pad)
+        rotation = variant.rotation.to(torch.float16)
+        for j in range(g):
+            for n in (0, 1, lay.groups - 1):
+                assert torch.equal(pieces[j * pad + n, :head_dim], rotation[g * n + j])
+            assert not pieces[j * pad + lay.groups:(j + 1) * pad].any() and not pieces[:, head_dim:].any()
+
+
+def test_decompress_takes_the_warp_specialized_kernel_only_for_16_bit_output_on_hopper_at_large_buckets(
+        monkeypatch):
+    """registry.runs_ws: NVIDIA GPUs of compute capability 9 only (Hopper's warpgroup products), not
+    under the interpreter nor on ROCm; registry.takes_ws: 16-bit output with fp16 products from
+    WS_DECOMPRESS_FROM rows on."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.version, "hip", None)
+    for capability, expected in (((8, 0), False), ((9, 0), True), ((10, 0), False), ((12, 0), False)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda c=capability: c)
+        assert registry.runs_ws(False) is expected, capability
+        assert registry.runs_ws(True) is False
+    monkeypatch.setattr(torch.version, "hip", "6.2.0")
+    assert registry.runs_ws(False) is False
+    first = registry.WS_DECOMPRESS_FROM
+    assert registry.takes_ws(first, "float16", "fp16", True) and registry.takes_ws(1 << 20, "bfloat16", "fp16", True)
+    assert not registry.takes_ws(first // 2, "float16", "fp16", True)
+    assert not registry.takes_ws(first, "float32", "ieee", True)
+    assert not registry.takes_ws(first, "float16", "ieee", True)
+    assert not registry.takes_ws(first, "float16", "fp16", False)
+
+
+def test_without_a_hopper_gpu_decompress_keeps_its_triton_kernel_at_every_bucket(device, gen):
+    """BoundKernel.launch_ws declines where runs_ws does not hold (here: no Hopper GPU, or the
+    interpreter), so the Triton kernel runs and matches the reference."""
+    if registry.runs_ws(registry.is_interpreted(registry.load_variant("tq4", 256).kernel("decompress"))):
+        pytest.skip("this GPU runs the warp-specialized kernel (tests/test_generated_kernels.py covers it)")
+    q = kernelgen.quantizer("tq4", 256, device=device)
+    kernel = q._kernels["decompress"]
+    assert kernel.ws_kernel is not None
+    args = (torch.zeros(1, 128, dtype=torch.uint8), None, None, None, torch.zeros(1, 256, dtype=torch.float16))
+    assert kernel.launch_ws(1, 1 << 20, "float16", torch.device(device), args) is False
+
+
+@pytest.mark.parametrize("spec,head_dim", [("tq4", 256), ("tq2", 192)])
+def test_warp_specialized_decompress_compiles_for_hopper_without_a_gpu(spec, head_dim):
+    """The rendered Gluon kernel compiles for sm_90a here (ptxas ships with Triton): three partitions
+    (twelve warps), the products as wgmma of the whole padded row, and shared memory within an H100's
+    227 KB a block. tq4 D=256 has two pieces of K=128; tq2 D=192 four of K=64, its rows padded."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon._runtime import GluonASTSource
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+    from triton.runtime.jit import mangle_type
+
+    variant = registry.load_variant(spec, head_dim)
+    module, lay = variant.module, variant.layout
+    block = module.WS_BLOCK_ROWS.value
+
+    def desc(t, shape, box, dtype):
+        return TensorDescriptor(t, shape, [shape[1], 1], box, gl.NVMMASharedLayout.get_default_for(box, dtype))
+
+    pieces = variant.rotation_pieces()
+    descs = (desc(torch.zeros(4, lay.packed_dim, dtype=torch.uint8), [4, lay.packed_dim], [block, lay.slot_pad], gl.uint8),
+             desc(pieces, list(pieces.shape), [lay.slot_pad, lay.dim_pad], gl.float16),
+             desc(torch.zeros(4, head_dim, dtype=torch.float16), [4, head_dim], [block, lay.dim_pad], gl.float16))
+    signature = {"packed_desc": mangle_type(descs[0]), "pieces_desc": mangle_type(descs[1]),
+                 "out_desc": mangle_type(descs[2]), "norms_ptr": "*fp32", "centroids_ptr": "*fp16", "n_rows": "i32"}
+    source = GluonASTSource(fn=getattr(module, module.WS_DECOMPRESS), signature=signature, constexprs={},
+                            attrs={(3,): [["tt.divisibility", 16]], (4,): [["tt.divisibility", 16]]})
+    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+    ptx = compiled.asm["ptx"]
+    assert compiled.metadata.num_warps == 12
+    assert 0 < compiled.metadata.shared <= 227 * 1024
+    assert f"wgmma.mma_async.sync.aligned.m64n{lay.dim_pad}k16.f32.f16.f16" in ptx
+    assert "setmaxnreg" in ptx and "cp.async.bulk.tensor" in ptx
