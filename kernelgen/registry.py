@@ -108,8 +108,8 @@ SLOT_SPLIT_RULE = (COLUMN_SPLIT_MAX_ROWS, {4: 2, 3: 2})
 # 311.0-313.4 against 455.6-461.1, tq2 241.9-246.8 against 398.7-414.4, tq3 397.6-407.9 against 525.8-534.6.
 TMA_COMPRESS = (MAX_ROW_BUCKET, 3, {128: 2, 64: 4, 256: 1}, {128: 3, 64: 4, 256: 1})
 # Decompress of 16-bit output from this row bucket on, on NVIDIA GPUs of compute capability 9 (Hopper), runs
-# the module's warp-specialized Gluon kernel where it has one (WS_DECOMPRESS: tq4 and tq2 at D=192 and 256,
-# render._ws_decompress) instead of its Triton kernel; see runs_ws and BoundKernel.launch_ws.
+# the module's warp-specialized Gluon kernel where it has one (WS_DECOMPRESS: every shipped spec at D=192 and
+# 256, render._ws_decompress) instead of its Triton kernel; see runs_ws and BoundKernel.launch_ws.
 # Measured on an H100, tq4 D=256, 1M fp16 rows (benchmarks/experiments/ws_d256.py, three rounds): 264.6-268.1
 # µs (85.0% of copy) against 546.1-564.6 for the Triton kernel at its tuned config.
 WS_DECOMPRESS_FROM = 1 << 16
@@ -604,13 +604,15 @@ class BoundKernel:
 
     def launch_ws(self, n_rows: int, bucket: int, dtype: str, device: torch.device, args: tuple) -> bool:
         """Run the module's warp-specialized decompress (WS_DECOMPRESS) where takes_ws says so and the
-        packed rows and the output start on 16 bytes (TMA's rule; the quantizer's own tensors do, an
-        `out=` view may not); return whether it ran. args: (packed, norms, rotation, centroids, out), as
-        the Triton kernel takes them; the rotation's pieces and their descriptor are made once a device."""
+        output (and packed rows that go by TMA: one-byte groups) start on 16 bytes, TMA's rule (the
+        quantizer's own tensors do, an `out=` view may not); return whether it ran. args: (packed, norms,
+        rotation, centroids, out), as the Triton kernel takes them; the rotation's pieces and their descriptor
+        are made once a device."""
         packed, norms, _, centroids, out = args  # the rotation's pieces replace the padded rotation
         if not takes_ws(bucket, dtype, self.variant.precision(dtype), self._ws_state(device)[0]):
             return False
-        if packed.data_ptr() % 16 or out.data_ptr() % 16:
+        packed_by_tma = "packed_desc" in self.ws_kernel.arg_names
+        if out.data_ptr() % 16 or (packed_by_tma and packed.data_ptr() % 16):
             return False
         from triton.experimental.gluon import language as gl
         from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
@@ -618,14 +620,16 @@ class BoundKernel:
         _, sms, _, pieces_desc = self._ws_state(device)
         module, lay = self.variant.module, self.variant.layout
         block = module.WS_BLOCK_ROWS.value
-        packed_block, out_block = [block, lay.slot_pad], [block, lay.dim_pad]
-        out_dtype = gl.float16 if out.dtype == torch.float16 else gl.bfloat16
-        packed_desc = TensorDescriptor(packed, [n_rows, lay.packed_dim], [lay.packed_dim, 1], packed_block,
-                                       gl.NVMMASharedLayout.get_default_for(packed_block, gl.uint8))
-        out_desc = TensorDescriptor(out, [n_rows, lay.head_dim], [lay.head_dim, 1], out_block,
-                                    gl.NVMMASharedLayout.get_default_for(out_block, out_dtype))
+        if packed_by_tma:
+            box = [block, lay.slot_pad]
+            packed = TensorDescriptor(packed, [n_rows, lay.packed_dim], [lay.packed_dim, 1], box,
+                                      gl.NVMMASharedLayout.get_default_for(box, gl.uint8))
+        box = [block, lay.dim_pad]
+        out_desc = TensorDescriptor(out, [n_rows, lay.head_dim], [lay.head_dim, 1], box,
+                                    gl.NVMMASharedLayout.get_default_for(
+                                        box, gl.float16 if out.dtype == torch.float16 else gl.bfloat16))
         grid = (min(sms, -(-n_rows // block)),)
-        self.ws_kernel[grid](packed_desc, pieces_desc, out_desc, norms, centroids, n_rows, num_warps=4)
+        self.ws_kernel[grid](packed, pieces_desc, out_desc, norms, centroids, n_rows, num_warps=4)
         return True
 
     def _ws_state(self, device: torch.device) -> tuple:

@@ -346,12 +346,12 @@ def _decompress_pieces(head_dim: int) -> tuple[tuple[int, int], ...] | None:
     return ((0, high), (high, low))
 
 
-# Decompress of rows padded to 256 with one-byte groups (tq4, tq2 at D=192 and 256) gets a second kernel,
-# in Gluon, for Hopper GPUs (the registry's WS_DECOMPRESS rule launches it): one program an SM holds the
-# rotation (128 KB of fp16) in shared memory; a one-warp partition reads the packed rows by TMA into a
-# ring, and two warpgroups, each its own partition, take alternate row blocks: one gathers a block's
+# Decompress of rows padded to 256 (D=192 and 256) gets a second kernel, in Gluon, for Hopper GPUs (the
+# registry's WS_DECOMPRESS_FROM rule launches it): one program an SM holds the rotation (128 KB of fp16) in
+# shared memory; two warpgroups, each its own partition, take alternate row blocks: one gathers a block's
 # centroids straight into the product's register operand while the other's product runs, and each stores
-# its output by TMA. Code j of every group multiplies the rotation's rows j, j + g, ... (g codes a group),
+# its output by TMA. One-byte groups (tq4, tq2) come by TMA into a ring that a one-warp partition fills;
+# 3-byte groups (tq3) by pointer loads, a byte a load. Code j of every group multiplies the rotation's rows j, j + g, ... (g codes a group),
 # so the slots are never joined back into coordinate order.
 # Measured on an H100, tq4 D=256, 1M fp16 rows (benchmarks/experiments/ws_d256.py, three rounds):
 # 264.6-268.1 µs (85.0% of copy) against 546.1-564.6 for the Triton kernel; outputs as close to the fp32
@@ -361,12 +361,13 @@ WS_DECOMPRESS_DIM_PAD = 256
 
 
 def _ws_decompress(layout: PackLayout, precisions: dict[str, str]) -> bool:
-    """Whether the module gets the warp-specialized decompress (above): one-byte groups, rows padded to
-    WS_DECOMPRESS_DIM_PAD, fp16 products for some 16-bit dtype, and rows whose packed and output widths
-    TMA can take (multiples of 16 bytes)."""
-    return (layout.bytes_per_group == 1 and layout.dim_pad == WS_DECOMPRESS_DIM_PAD
+    """Whether the module gets the warp-specialized decompress (above): rows padded to
+    WS_DECOMPRESS_DIM_PAD, fp16 products for some 16-bit dtype, output rows TMA can store (a multiple of
+    16 bytes), and, for one-byte groups, which come by TMA too, packed rows of such a width (3-byte groups
+    are loaded by pointers)."""
+    return (layout.dim_pad == WS_DECOMPRESS_DIM_PAD and layout.head_dim % 8 == 0
             and any(precisions.get(d) == "fp16" for d in ("float16", "bfloat16"))
-            and layout.packed_dim % 16 == 0 and layout.head_dim % 8 == 0)
+            and (layout.bytes_per_group > 1 or layout.packed_dim % 16 == 0))
 
 
 def spec_display_path(spec: Spec, root: Path) -> str:

@@ -142,7 +142,7 @@ def test_decompress_taking_several_row_blocks_a_program_matches_reference(spec, 
 
 
 # On NVIDIA GPUs of compute capability 9, decompress of 16-bit output runs the module's warp-specialized
-# Gluon kernel from registry.WS_DECOMPRESS_FROM rows on (tq4 and tq2 at D=192/256); here from every bucket,
+# Gluon kernel from registry.WS_DECOMPRESS_FROM rows on (every spec at D=192/256); here from every bucket,
 # at row counts that leave blocks partly filled and give each program several blocks (the ring wraps).
 WS = [pytest.param(s, d, dt, id=f"{s}-d{d}-{dt}") for s, d, dtypes, _ in VARIANTS
       if hasattr(registry.load_variant(s, d).module, "WS_DECOMPRESS")

@@ -408,20 +408,23 @@ def test_direct_launches_only_for_compiled_kernels_of_triton_3_6(monkeypatch):
 
 # -- the warp-specialized decompress (Gluon, Hopper) ------------------------------------------------------
 
-def test_warp_specialized_decompress_is_rendered_for_one_byte_groups_padded_to_256():
-    """render._ws_decompress: tq4 and tq2 (one-byte groups) at D=192 and 256 carry WS_DECOMPRESS, naming a
-    Gluon kernel of the module; tq3 (3-byte groups) and rows padded to 128 or less do not, nor would a spec
-    whose 16-bit dtypes take fp32 products."""
+def test_warp_specialized_decompress_is_rendered_for_rows_padded_to_256():
+    """render._ws_decompress: every spec at D=192 and 256 carries WS_DECOMPRESS, naming a Gluon kernel of
+    the module, which reads one-byte groups (tq4, tq2) by TMA and 3-byte groups (tq3) by pointers; rows
+    padded to 128 or less do not, nor would a spec whose 16-bit dtypes take fp32 products, nor one-byte
+    groups whose packed rows TMA cannot take."""
     from kernelgen import render
     from kernelgen.layout import PackLayout
 
     for spec in ("tq4", "tq3", "tq2"):
         for head_dim in (64, 80, 96, 112, 128, 192, 256):
             module = registry.load_variant(spec, head_dim).module
-            expected = spec != "tq3" and head_dim in (192, 256)
+            expected = head_dim in (192, 256)
             assert hasattr(module, "WS_DECOMPRESS") is expected, (spec, head_dim)
             if expected:
-                assert type(getattr(module, module.WS_DECOMPRESS)).__name__ == "GluonJITFunction"
+                kernel = getattr(module, module.WS_DECOMPRESS)
+                assert type(kernel).__name__ == "GluonJITFunction"
+                assert kernel.arg_names[0] == ("packed_ptr" if spec == "tq3" else "packed_desc")
                 assert registry.BoundKernel(registry.load_variant(spec, head_dim), "decompress").ws_kernel is not None
             assert registry.BoundKernel(registry.load_variant(spec, head_dim), "compress").ws_kernel is None
     fp16 = {"float16": "fp16", "bfloat16": "fp16", "float32": "ieee"}
@@ -429,7 +432,8 @@ def test_warp_specialized_decompress_is_rendered_for_one_byte_groups_padded_to_2
     assert not render._ws_decompress(PackLayout(4, 256), {"float16": "ieee", "float32": "ieee"})
     assert render._ws_decompress(PackLayout(4, 160), fp16)  # 80 packed bytes a row: TMA takes 16-byte rows
     assert not render._ws_decompress(PackLayout(4, 136), fp16)  # 68: it does not
-    assert not render._ws_decompress(PackLayout(3, 256), fp16)
+    assert render._ws_decompress(PackLayout(3, 136), fp16)  # 3-byte groups go by pointers
+    assert not render._ws_decompress(PackLayout(4, 128), fp16)
 
 
 def test_rotation_pieces_hold_the_rows_each_code_of_a_byte_group_multiplies():
@@ -481,11 +485,12 @@ def test_without_a_hopper_gpu_decompress_keeps_its_triton_kernel_at_every_bucket
     assert kernel.launch_ws(1, 1 << 20, "float16", torch.device(device), args) is False
 
 
-@pytest.mark.parametrize("spec,head_dim", [("tq4", 256), ("tq2", 192)])
+@pytest.mark.parametrize("spec,head_dim", [("tq4", 256), ("tq2", 192), ("tq3", 256)])
 def test_warp_specialized_decompress_compiles_for_hopper_without_a_gpu(spec, head_dim):
-    """The rendered Gluon kernel compiles for sm_90a here (ptxas ships with Triton): three partitions
-    (twelve warps), the products as wgmma of the whole padded row, and shared memory within an H100's
-    227 KB a block. tq4 D=256 has two pieces of K=128; tq2 D=192 four of K=64, its rows padded."""
+    """The rendered Gluon kernel compiles for sm_90a here (ptxas ships with Triton): two compute partitions
+    and, for packed rows by TMA, a loader (twelve warps: warps go by fours; else eight), the products as
+    wgmma of the whole padded row, and shared memory within an H100's 227 KB a block. tq4 D=256 has two
+    pieces of K=128; tq2 D=192 four of K=64, its rows padded; tq3 eight of K=32, its bytes by pointers."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.experimental.gluon import language as gl
@@ -501,16 +506,23 @@ def test_warp_specialized_decompress_compiles_for_hopper_without_a_gpu(spec, hea
         return TensorDescriptor(t, shape, [shape[1], 1], box, gl.NVMMASharedLayout.get_default_for(box, dtype))
 
     pieces = variant.rotation_pieces()
-    descs = (desc(torch.zeros(4, lay.packed_dim, dtype=torch.uint8), [4, lay.packed_dim], [block, lay.slot_pad], gl.uint8),
-             desc(pieces, list(pieces.shape), [lay.slot_pad, lay.dim_pad], gl.float16),
-             desc(torch.zeros(4, head_dim, dtype=torch.float16), [4, head_dim], [block, lay.dim_pad], gl.float16))
-    signature = {"packed_desc": mangle_type(descs[0]), "pieces_desc": mangle_type(descs[1]),
-                 "out_desc": mangle_type(descs[2]), "norms_ptr": "*fp32", "centroids_ptr": "*fp16", "n_rows": "i32"}
-    source = GluonASTSource(fn=getattr(module, module.WS_DECOMPRESS), signature=signature, constexprs={},
-                            attrs={(3,): [["tt.divisibility", 16]], (4,): [["tt.divisibility", 16]]})
+    kernel = getattr(module, module.WS_DECOMPRESS)
+    by_tma = kernel.arg_names[0] == "packed_desc"
+    packed = desc(torch.zeros(4, lay.packed_dim, dtype=torch.uint8), [4, lay.packed_dim], [block, lay.slot_pad],
+                  gl.uint8)
+    signature = {kernel.arg_names[0]: mangle_type(packed) if by_tma else "*u8",
+                 "pieces_desc": mangle_type(desc(pieces, list(pieces.shape), [lay.slot_pad, lay.dim_pad], gl.float16)),
+                 "out_desc": mangle_type(desc(torch.zeros(4, head_dim, dtype=torch.float16), [4, head_dim],
+                                              [block, lay.dim_pad], gl.float16)),
+                 "norms_ptr": "*fp32", "centroids_ptr": "*fp16", "n_rows": "i32"}
+    pointers = (3, 4) if by_tma else (0, 3, 4)
+    source = GluonASTSource(fn=kernel, signature=signature, constexprs={},
+                            attrs={(i,): [["tt.divisibility", 16]] for i in pointers})
     compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
     ptx = compiled.asm["ptx"]
-    assert compiled.metadata.num_warps == 12
+    assert compiled.metadata.num_warps == (12 if by_tma else 8)
     assert 0 < compiled.metadata.shared <= 227 * 1024
     assert f"wgmma.mma_async.sync.aligned.m64n{lay.dim_pad}k16.f32.f16.f16" in ptx
     assert "setmaxnreg" in ptx and "cp.async.bulk.tensor" in ptx
+    assert ("mbarrier.try_wait" in ptx.split(".entry")[1]) and (("ld.global.nc.u8" in ptx or "ld.global.u8" in ptx
+                                                              or "ld.global.b8" in ptx or "ld.global.nc.b8" in ptx) != by_tma)

@@ -1,14 +1,17 @@
 """Experiment (not part of the package): from which row count the warp-specialized decompress
-(registry.WS_DECOMPRESS_FROM) beats the Triton kernel, for every module that has one (tq4, tq2 at D=192 and
-256), fp16 and bf16 output.
+(registry.WS_DECOMPRESS_FROM) beats the Triton kernel, for every module that has one (every spec at D=192
+and 256), fp16 and bf16 output.
 
 Both run through the quantizer as the bench times it (a CUDA graph, the median of replays): the Gluon kernel
 with WS_DECOMPRESS_FROM set to 1, the Triton kernel with it past every bucket (at its config from the
 committed table). Outputs of the two are compared too (max |difference| over the largest value of a row).
 
 Usage (CUDA machine of compute capability 9, repo root):
-PYTHONPATH=$PWD python3 benchmarks/experiments/ws_decompress_sizes.py
+PYTHONPATH=$PWD python3 benchmarks/experiments/ws_decompress_sizes.py [SPEC ...]   (default: tq4 tq2;
+h100-ws_decompress_sizes.txt holds those, -tq3.txt tq3's, run after its kernel was added)
 """
+import sys
+
 import torch
 
 import kernelgen
@@ -21,7 +24,8 @@ def main():
     torch.manual_seed(0)
     copy_gbps = bench.copy_bandwidth_gbps()
     print(f"device {torch.cuda.get_device_name()}; copy {copy_gbps:.0f} GB/s", flush=True)
-    for spec, d in (("tq4", 256), ("tq2", 256), ("tq4", 192), ("tq2", 192)):
+    specs = sys.argv[1:] or ["tq4", "tq2"]
+    for spec, d in [(s, d) for d in (256, 192) for s in specs]:
         q = kernelgen.quantizer(spec, d, device="cuda")
         for dtype in (torch.float16, torch.bfloat16):
             for n in ROWS:
