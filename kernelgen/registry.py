@@ -110,8 +110,11 @@ TMA_COMPRESS = (MAX_ROW_BUCKET, 3, {128: 2, 64: 4, 256: 1}, {128: 3, 64: 4, 256:
 # Decompress of 16-bit output from this row bucket on, on NVIDIA GPUs of compute capability 9 (Hopper), runs
 # the module's warp-specialized Gluon kernel where it has one (WS_DECOMPRESS: every shipped spec at D=192 and
 # 256, render._ws_decompress) instead of its Triton kernel; see runs_ws and BoundKernel.launch_ws.
-# Measured on an H100, tq4 D=256, 1M fp16 rows (benchmarks/experiments/ws_d256.py, three rounds): 264.6-268.1
-# µs (85.0% of copy) against 546.1-564.6 for the Triton kernel at its tuned config.
+# Measured on an H100 through the quantizer, both kernels as shipped (the Triton one at its tuned config),
+# fp16 and bf16 output (benchmarks/experiments/ws_decompress_sizes.py): at 65,536 rows the Gluon kernel was
+# faster for every module and dtype (tq4 D=256 27.3 against 44.0 µs, tq3 D=256 31.6 against 47.3, tq2
+# D=192 22.1 against 37.4); at 16,384 rows slower in 3 of 12 cases, at 2,048 in 7 of 12; 32,768 not
+# measured. At 1M rows tq4 D=256 266.5 µs (84.3% of copy) against 551.2, tq3 D=256 325.2 against 631.3.
 WS_DECOMPRESS_FROM = 1 << 16
 OPS = ("compress", "decompress", "decompress_rotated")
 

@@ -356,7 +356,9 @@ def _decompress_pieces(head_dim: int) -> tuple[tuple[int, int], ...] | None:
 # Measured on an H100, tq4 D=256, 1M fp16 rows (benchmarks/experiments/ws_d256.py, three rounds):
 # 264.6-268.1 µs (85.0% of copy) against 546.1-564.6 for the Triton kernel; outputs as close to the fp32
 # path (max |error| 3.1e-3 both). The same structure for compress ran slower than its Triton kernel
-# (414.1 against 352.4 µs).
+# (414.1 against 352.4 µs). tq3 D=256 (pointer loads): 325.2 µs against 631.3
+# (experiments/ws_decompress_sizes.py); its bytes through a loader partition ran slower, 435.2 µs
+# (experiments/ws_tq3_planes.py).
 WS_DECOMPRESS_DIM_PAD = 256
 
 

@@ -312,6 +312,16 @@ def launch_decompress(args, form):
     ws_decompress[grid_for(args[-1], block)](*args, stages, nparts, regs, num_warps=4)
 
 
+def summary(compiled, label):
+    """Warps, shared memory, register limits set by the partitions (setmaxnreg) and spill instructions of a
+    kernel compiled for sm_90 (its SASS, disassembled by Triton's bundled tools)."""
+    sass = compiled.asm["sass"]
+    regs = re.findall(r"USETMAXREG\.\S+\s+(?:UP\d, )?(0x[0-9a-f]+)", sass)
+    spills = len(re.findall(r"\b(?:STL|LDL)\b", sass))
+    print(f"{label}: warps {compiled.metadata.num_warps}, shared memory {compiled.metadata.shared}, "
+          f"setmaxnreg {[int(r, 16) for r in regs]}, spill instructions {spills}", flush=True)
+
+
 def compile_only():
     """Compile each form for sm_90 on a machine without a GPU; print registers and shared memory."""
     import triton
@@ -350,8 +360,6 @@ def compile_only():
         src = GluonASTSource(fn=fn, signature=sig, constexprs=consts, attrs=attrs)
         return triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4, **({"maxnreg": MAXNREG} if MAXNREG else {})})
 
-    sys.path.insert(0, "/work/tools")
-    import sass
 
     for form in COMPRESS_FORMS:
         block, stages, nparts, regs, n = form
@@ -359,12 +367,12 @@ def compile_only():
         k = build(ws_compress, args,
                   {"STAGES": stages, "NPARTS": nparts, "WORKER_REGS": regs, "N": n, "SEARCH_PTX": ptx[0], "CONSTRAINTS": ptx[1],
                    "num_warps": 4})
-        sass.summary(k, f"compress {form}")
+        summary(k, f"compress {form}")
     for form in DECOMPRESS_FORMS:
         block, stages, nparts, regs = form
         args, _ = decompress_args(packed, norms, rot, cent, out, block)
         k = build(ws_decompress, args, {"STAGES": stages, "NPARTS": nparts, "WORKER_REGS": regs, "num_warps": 4})
-        sass.summary(k, f"decompress {form}")
+        summary(k, f"decompress {form}")
 
 
 def main():
