@@ -395,6 +395,13 @@ def _triton_minor() -> tuple[int, int]:
 DIRECT_LAUNCH = _triton_minor() == (3, 6)
 
 
+def index_of(device: torch.device) -> int:
+    """A device's CUDA index, -1 for the CPU (a CUDA device without an index is the current one)."""
+    if device.type != "cuda":
+        return -1
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
 def launch_compiled(compiled, grid: tuple[int, int], stream: int, args: tuple) -> None:
     """Launch a Triton 3.6 CompiledKernel (what `kernel[grid](...)` returns) over a (x, y) grid of
     programs on `stream`, as Triton's own launch does but without hooks; `args` are every kernel argument
@@ -458,7 +465,8 @@ class BoundKernel:
         # decompress's warp-specialized Gluon kernel, where the module has one (see WS_DECOMPRESS_FROM)
         ws_name = getattr(module, "WS_DECOMPRESS", None) if op == "decompress" else None
         self.ws_kernel = getattr(module, ws_name) if ws_name else None
-        self._ws: dict[int, tuple] = {}  # device index -> (runs_ws, SMs, the pieces and their descriptor)
+        self._ws: dict[int, dict | None] = {}  # device index -> what the warp-specialized kernel needs there
+        self._ws_compiled: dict[tuple, object] = {}  # its compiled kernels, by specialization (see launch_ws)
 
     def meta(self, config: tuning.LaunchConfig, dtype: str, bucket: int) -> dict:
         """The launch's compile-time arguments: the config, the precision of the dtype's products, whether
@@ -609,49 +617,70 @@ class BoundKernel:
         """Run the module's warp-specialized decompress (WS_DECOMPRESS) where takes_ws says so and the
         output (and packed rows that go by TMA: one-byte groups) start on 16 bytes, TMA's rule (the
         quantizer's own tensors do, an `out=` view may not); return whether it ran. args: (packed, norms,
-        rotation, centroids, out), as the Triton kernel takes them; the rotation's pieces and their descriptor
-        are made once a device."""
+        rotation, centroids, out), as the Triton kernel takes them; the rotation's pieces, their descriptor
+        and the shared-memory layouts of the other descriptors are made once a device."""
         packed, norms, _, centroids, out = args  # the rotation's pieces replace the padded rotation
-        if not takes_ws(bucket, dtype, self.variant.precision(dtype), self._ws_state(device)[0]):
+        state = self._ws_state(device)
+        if not takes_ws(bucket, dtype, self.variant.precision(dtype), state is not None):
             return False
         packed_by_tma = "packed_desc" in self.ws_kernel.arg_names
         if out.data_ptr() % 16 or (packed_by_tma and packed.data_ptr() % 16):
             return False
-        from triton.experimental.gluon import language as gl
         from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
-        _, sms, _, pieces_desc = self._ws_state(device)
-        module, lay = self.variant.module, self.variant.layout
-        block = module.WS_BLOCK_ROWS.value
+        lay = self.variant.layout
+        block = self.variant.module.WS_BLOCK_ROWS.value
         if packed_by_tma:
-            box = [block, lay.slot_pad]
-            packed = TensorDescriptor(packed, [n_rows, lay.packed_dim], [lay.packed_dim, 1], box,
-                                      gl.NVMMASharedLayout.get_default_for(box, gl.uint8))
-        box = [block, lay.dim_pad]
-        out_desc = TensorDescriptor(out, [n_rows, lay.head_dim], [lay.head_dim, 1], box,
-                                    gl.NVMMASharedLayout.get_default_for(
-                                        box, gl.float16 if out.dtype == torch.float16 else gl.bfloat16))
-        grid = (min(sms, -(-n_rows // block)),)
-        self.ws_kernel[grid](packed, pieces_desc, out_desc, norms, centroids, n_rows, num_warps=4)
+            packed = TensorDescriptor(packed, [n_rows, lay.packed_dim], [lay.packed_dim, 1], [block, lay.slot_pad],
+                                      state["packed_layout"])
+        out_desc = TensorDescriptor(out, [n_rows, lay.head_dim], [lay.head_dim, 1], [block, lay.dim_pad],
+                                    state["out_layouts"][out.dtype])
+        grid = (min(state["sms"], -(-n_rows // block)), 1)
+        args = (packed, state["pieces_desc"], out_desc, norms, centroids, n_rows)
+        # as launch's fast path: after the first launch of a specialization, the compiled kernel's own
+        # launcher (Gluon's `kernel[grid](...)` cost 70-90 µs of host time a call on an H100's host, more
+        # than the kernel at 65,536 rows: benchmarks/experiments/h100-ws_host_time.txt). Triton specializes
+        # pointers on 16-byte alignment, and integers on being 1 (a constant then), on divisibility by 16 and
+        # on 64 bits.
+        key = (index_of(device), out.dtype, n_rows == 1, n_rows % 16 == 0, n_rows > 0x7FFFFFFF,
+               *[t.data_ptr() % 16 == 0 for t in (norms, centroids) + (() if packed_by_tma else (packed,))])
+        compiled = self._ws_compiled.get(key)
+        hooks = self._direct and (_hooked(self._knobs.launch_enter_hook) or _hooked(self._knobs.launch_exit_hook))
+        if compiled is None or not self._direct or hooks:
+            compiled = self.ws_kernel[grid](*args, num_warps=4)
+            if self._direct and not hooks and compiled is not None:
+                self._ws_compiled[key] = compiled
+            return True
+        launch_compiled(compiled, grid, state["stream"](key[0]), args)
         return True
 
-    def _ws_state(self, device: torch.device) -> tuple:
-        """(runs_ws, SMs, rotation pieces, their descriptor) of `device`, made at its first call: the pieces
-        are the variant's (LoadedVariant.rotation_pieces), the same for every quantizer of it."""
-        index = device.index if device.type == "cuda" else -1
-        state = self._ws.get(index)
-        if state is None:
-            if index < 0 or not runs_ws(self.interpreted):
-                state = (False, 0, None, None)
-            else:
+    def _ws_state(self, device: torch.device) -> dict | None:
+        """What the warp-specialized decompress needs on `device`, made at its first call (None where it
+        cannot run there: runs_ws): SMs, the rotation's pieces (the variant's, the same for every quantizer
+        of it: LoadedVariant.rotation_pieces) and their descriptor, and the shared-memory layouts of the
+        packed rows' and the output's blocks."""
+        index = index_of(device)
+        if index not in self._ws:
+            state = None
+            if index >= 0 and runs_ws(self.interpreted):
                 from triton.experimental.gluon import language as gl
                 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
                 lay = self.variant.layout
+                block = self.variant.module.WS_BLOCK_ROWS.value
                 pieces = self.variant.rotation_pieces().to(device)
-                block = [lay.slot_pad, lay.dim_pad]
-                desc = TensorDescriptor(pieces, list(pieces.shape), [lay.dim_pad, 1], block,
-                                        gl.NVMMASharedLayout.get_default_for(block, gl.float16))
-                state = (True, torch.cuda.get_device_properties(index).multi_processor_count, pieces, desc)
+                box = [lay.slot_pad, lay.dim_pad]
+                from triton.runtime.driver import driver
+
+                state = {
+                    "sms": torch.cuda.get_device_properties(index).multi_processor_count,
+                    "stream": driver.active.get_current_stream,
+                    "pieces": pieces,  # kept alive with its descriptor
+                    "pieces_desc": TensorDescriptor(pieces, list(pieces.shape), [lay.dim_pad, 1], box,
+                                                    gl.NVMMASharedLayout.get_default_for(box, gl.float16)),
+                    "packed_layout": gl.NVMMASharedLayout.get_default_for([block, lay.slot_pad], gl.uint8),
+                    "out_layouts": {dt: gl.NVMMASharedLayout.get_default_for([block, lay.dim_pad], gdt)
+                                    for dt, gdt in ((torch.float16, gl.float16), (torch.bfloat16, gl.bfloat16))},
+                }
             self._ws[index] = state
-        return state
+        return self._ws[index]

@@ -156,9 +156,10 @@ def test_warp_specialized_decompress_matches_reference(spec, head_dim, dtype, de
     q = kernelgen.quantizer(spec, head_dim, device=device)
     kernel = q._kernels["decompress"]
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    for rows in (1, 63, 1000, sms * 64 * 9 + 37):
+    for rows in (1, 63, 1000, sms * 64 * 9 + 37, sms * 64 * 9 + 37):  # the last through the compiled launcher
         _check_decompress(q, dtype, rows, device, gen)
     assert not kernel._memo, "the Triton kernel ran (its config was looked up)"
+    assert kernel._ws_compiled, "no compiled kernel kept for the direct launch"
     # an output off 16 bytes, which a tensor descriptor cannot take: the Triton kernel runs instead
     dt = getattr(torch, dtype)
     packed = torch.randint(0, 256, (100, q.packed_dim), generator=gen, dtype=torch.uint8).to(device)

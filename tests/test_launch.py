@@ -102,6 +102,7 @@ def test_wide_decompress_takes_row_blocks_past_the_split_bucket(monkeypatch):
     """Head dims over 128: without the column split, a program takes ROW_BLOCKS row blocks (the whole
     rotation in shared memory for fp16 operands), on a grid of one column."""
     kernel = registry.BoundKernel(registry.load_variant("tq4", 256), "decompress")
+    kernel.ws_kernel = None  # the Triton kernel's launch (on Hopper GPUs its warp-specialized kernel takes these buckets)
     calls = []
     kernel.fn = _FakeJit(kernel.fn.arg_names, calls)
     kernel.interpreted, kernel._direct = False, False
@@ -526,3 +527,72 @@ def test_warp_specialized_decompress_compiles_for_hopper_without_a_gpu(spec, hea
     assert "setmaxnreg" in ptx and "cp.async.bulk.tensor" in ptx
     assert ("mbarrier.try_wait" in ptx.split(".entry")[1]) and (("ld.global.nc.u8" in ptx or "ld.global.u8" in ptx
                                                               or "ld.global.b8" in ptx or "ld.global.nc.b8" in ptx) != by_tma)
+
+
+@pytest.mark.parametrize("spec", ["tq4", "tq3"])
+def test_warp_specialized_launches_go_through_the_compiled_launcher_once_a_specialization_compiled(spec, monkeypatch):
+    """BoundKernel.launch_ws, checked with a fake Gluon kernel and launcher: the first launch of each
+    specialization goes through `kernel[grid](...)` with tensor descriptors of the packed rows (one-byte
+    groups; tq3 passes its pointer) and the output, grid at most one program an SM; later launches of it
+    call the compiled kernel's launcher with the same arguments. A specialization is the device, the output
+    dtype, n_rows being 1 (Triton makes it a constant), a multiple of 16 or past 32 bits, and the 16-byte
+    alignment of each pointer."""
+    kernel = registry.BoundKernel(registry.load_variant(spec, 256), "decompress")
+    lay = kernel.variant.layout
+    calls = []
+
+    class FakeGluon:
+        arg_names = kernel.ws_kernel.arg_names
+
+        def __getitem__(self, grid):
+            def launch(*args, num_warps):
+                calls.append(("gluon", grid, args, num_warps))
+                return f"compiled-{len(calls)}"
+            return launch
+
+    from triton.experimental.gluon import language as gl
+
+    kernel.ws_kernel = FakeGluon()
+    kernel.interpreted, kernel._direct = False, True
+    kernel._knobs = SimpleNamespace(launch_enter_hook=HookChain(), launch_exit_hook=HookChain(reversed=True))
+    state = {"sms": 132, "stream": lambda index: f"stream-of-{index}", "pieces_desc": "pieces-descriptor",
+             "packed_layout": gl.NVMMASharedLayout.get_default_for([64, lay.slot_pad], gl.uint8),
+             "out_layouts": {dt: gl.NVMMASharedLayout.get_default_for([64, 256], g)
+                             for dt, g in ((torch.float16, gl.float16), (torch.bfloat16, gl.bfloat16))}}
+    monkeypatch.setattr(kernel, "_ws_state", lambda device: state)
+    monkeypatch.setattr(registry, "launch_compiled", lambda compiled, grid, stream, args:
+                        calls.append(("direct", compiled, grid, stream, args)))
+    dev = torch.device("cuda", 0)
+
+    def args_for(n, dtype=torch.float16, norms_offset=0):
+        norms = torch.zeros(n + 4)[norms_offset:norms_offset + n]
+        return (torch.zeros(n, lay.packed_dim, dtype=torch.uint8), norms, None, torch.zeros(2 ** lay.bits, dtype=torch.float16),
+                torch.zeros(n, 256, dtype=dtype))
+
+    big = 1 << 20
+    first = args_for(big)
+    assert kernel.launch_ws(big, big, "float16", dev, first)
+    assert kernel.launch_ws(big, big, "float16", dev, first)
+    kind, grid, args, warps = calls[0]
+    assert (kind, grid, warps, args[1:]) == ("gluon", (132, 1), 4, ("pieces-descriptor", args[2], first[1], first[3], big))
+    assert args[2].base is first[4] and args[2].block_shape == [64, 256] and args[2].shape == [big, 256]
+    if spec == "tq3":
+        assert args[0] is first[0]
+    else:
+        assert args[0].base is first[0] and args[0].block_shape == [64, lay.slot_pad]
+    kind, compiled, grid, stream, direct_args = calls[1]
+    assert (kind, compiled, grid, stream) == ("direct", "compiled-1", (132, 1), "stream-of-0")
+    assert direct_args[1] == "pieces-descriptor" and direct_args[2].base is first[4] and direct_args[3:] == args[3:]
+    # each of these is another specialization: compiled through Gluon first
+    for n, dtype, offset in ((big, torch.bfloat16, 0), (1, torch.float16, 0), (63, torch.float16, 0),
+                             (big, torch.float16, 1)):
+        before = len(calls)
+        assert kernel.launch_ws(n, big, "float16" if dtype == torch.float16 else "bfloat16", dev, args_for(n, dtype, offset))
+        assert calls[before][0] == "gluon", (n, dtype, offset)
+        assert calls[before][1] == (min(132, -(-n // 64)), 1)
+    assert kernel.launch_ws(63, big, "float16", dev, args_for(63))
+    assert calls[-1][0] == "direct"
+    # an output off 16 bytes: declined (the Triton kernel runs)
+    odd = args_for(100)
+    odd = (*odd[:4], torch.zeros(100 * 256 + 1, dtype=torch.float16)[1:].view(100, 256))
+    assert kernel.launch_ws(100, big, "float16", dev, odd) is False
