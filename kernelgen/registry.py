@@ -638,8 +638,10 @@ class BoundKernel:
         grid = (min(state["sms"], -(-n_rows // block)), 1)
         args = (packed, state["pieces_desc"], out_desc, norms, centroids, n_rows)
         # as launch's fast path: after the first launch of a specialization, the compiled kernel's own
-        # launcher (Gluon's `kernel[grid](...)` cost 70-90 µs of host time a call on an H100's host, more
-        # than the kernel at 65,536 rows: benchmarks/experiments/h100-ws_host_time.txt). Triton specializes
+        # launcher. Measured on the H100 machines' hosts (benchmarks/experiments/ws_host_time.py): through
+        # Gluon's `kernel[grid](...)` 69.6-90.2 µs of host time a call, more than the kernel's 26-30 µs at
+        # 65,536 rows (h100-ws_host_time-before.txt); through the launcher 22.7-25.6 µs
+        # (h100-ws_host_time.txt), 25.3-67.6 on another machine (-second.txt). Triton specializes
         # pointers on 16-byte alignment, and integers on being 1 (a constant then), on divisibility by 16 and
         # on 64 bits.
         key = (index_of(device), out.dtype, n_rows == 1, n_rows % 16 == 0, n_rows > 0x7FFFFFFF,
