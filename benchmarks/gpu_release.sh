@@ -23,7 +23,9 @@
 # ninth session (benchmarks/h100-raw-flag.md), by hand: the compile-only shards of every head dim cut at
 # 230 s, then `kernelgen tune tq4` 31 s, tq2 168 s, tq3 (six head dims) about 500 s over two calls;
 # SKIP_TUNE with SKIP_TESTS 119 s, later 183 s. One module alone (tq3 D=192 or 256): compile-only by
-# dtype in three processes 85-86 s, then its tuning 9 s.
+# dtype in three processes 85-86 s, then its tuning 9 s. Tenth session (benchmarks/h100-ws-decompress.md):
+# TUNE_SPECS="tq4 tq2" HEAD_DIMS="192 256" STOP_AFTER_TUNE=1 182-203 s, TUNE_SPECS="tq3" the same 160 s;
+# SKIP_TUNE with SKIP_TESTS 171 s.
 set -o pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 FINAL=${OUT:-/tmp/kernelgen-out}; LOGS=${LOGS:-/tmp/kernelgen-logs}; mkdir -p "$FINAL" "$LOGS/tuned"
