@@ -665,6 +665,11 @@ class BoundKernel:
         if index not in self._ws:
             state = None
             if index >= 0 and runs_ws(self.interpreted):
+                if torch.cuda.is_current_stream_capturing():  # the pieces' copy to the GPU cannot be captured
+                    raise tuning.TuningDuringCapture(
+                        f"kernelgen: {self.ws_kernel.__name__} has not run on cuda:{index} yet, and its set-up (the "
+                        "rotation copied to the GPU) cannot run while a CUDA graph is captured: call "
+                        "Quantizer.warmup(max_rows=...) before capturing")
                 from triton.experimental.gluon import language as gl
                 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 

@@ -596,3 +596,16 @@ def test_warp_specialized_launches_go_through_the_compiled_launcher_once_a_speci
     odd = args_for(100)
     odd = (*odd[:4], torch.zeros(100 * 256 + 1, dtype=torch.float16)[1:].view(100, 256))
     assert kernel.launch_ws(100, big, "float16", dev, odd) is False
+
+
+def test_the_warp_specialized_kernel_s_first_set_up_refuses_a_cuda_graph_capture(monkeypatch):
+    """BoundKernel._ws_state copies the rotation's pieces to the GPU at the first launch on a device, which a
+    CUDA graph capture cannot hold: during a capture it raises TuningDuringCapture, which tells to warm up
+    first (as the Triton kernels' tuning does), and makes nothing."""
+    kernel = registry.BoundKernel(registry.load_variant("tq4", 256), "decompress")
+    monkeypatch.setattr(registry, "runs_ws", lambda interpreted: True)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    with pytest.raises(tuning.TuningDuringCapture, match="warmup"):
+        kernel._ws_state(torch.device("cuda", 0))
+    assert kernel._ws == {}
+    assert kernel._ws_state(torch.device("cpu")) is None  # no GPU: nothing to set up, no error
