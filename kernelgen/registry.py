@@ -431,7 +431,10 @@ class BoundKernel:
     The grid is (row blocks, 1), or (row blocks, output steps) for a decompress kernel that splits its
     output steps at this row bucket (see COLUMN_SPLIT_MAX_ROWS); compress and decompress kernels take
     ROW_BLOCKS row blocks a program at large row buckets (see ROW_BLOCKS_FROM_BUCKET), and a wide compress
-    kernel that splits its slot columns has SLOT_SPLIT programs on axis 0 for each (see SLOT_SPLIT_RULE)."""
+    kernel that splits its slot columns has SLOT_SPLIT programs on axis 0 for each (see SLOT_SPLIT_RULE).
+    A compress that reads its rows by TMA goes through `kernel[grid](...)` each call (TMA_COMPRESS). A
+    decompress whose module has a warp-specialized Gluon kernel runs that instead where takes_ws holds,
+    untuned, with its own direct launch (launch_ws)."""
 
     def __init__(self, variant: LoadedVariant, op: str):
         self.variant = variant
@@ -579,6 +582,7 @@ class BoundKernel:
         arguments before n_rows. The config of each (bucket, dtype) is looked up once per tuner; where
         decompress takes its warp-specialized kernel (takes_ws), that runs instead, untuned."""
         bucket = MAX_ROW_BUCKET if n_rows >= MAX_ROW_BUCKET else 1 << (n_rows - 1).bit_length()
+        # the bucket first, a cheap test that decode sizes fail (takes_ws holds the whole rule)
         if self.ws_kernel is not None and bucket >= WS_DECOMPRESS_FROM and self.launch_ws(n_rows, bucket, dtype,
                                                                                             device, args):
             return
@@ -618,7 +622,8 @@ class BoundKernel:
         output (and packed rows that go by TMA: one-byte groups) start on 16 bytes, TMA's rule (the
         quantizer's own tensors do, an `out=` view may not); return whether it ran. args: (packed, norms,
         rotation, centroids, out), as the Triton kernel takes them; the rotation's pieces, their descriptor
-        and the shared-memory layouts of the other descriptors are made once a device."""
+        and the shared-memory layouts of the other descriptors are made once a device. TMA coordinates are
+        32-bit, which bounds the rows at 2^31, past any GPU's memory (256 GiB of packed rows at D=256)."""
         packed, norms, _, centroids, out = args  # the rotation's pieces replace the padded rotation
         state = self._ws_state(device)
         if not takes_ws(bucket, dtype, self.variant.precision(dtype), state is not None):

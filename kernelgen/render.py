@@ -351,8 +351,9 @@ def _decompress_pieces(head_dim: int) -> tuple[tuple[int, int], ...] | None:
 # shared memory; two warpgroups, each its own partition, take alternate row blocks: one gathers a block's
 # centroids straight into the product's register operand while the other's product runs, and each stores
 # its output by TMA. One-byte groups (tq4, tq2) come by TMA into a ring that a one-warp partition fills;
-# 3-byte groups (tq3) by pointer loads, a byte a load. Code j of every group multiplies the rotation's rows j, j + g, ... (g codes a group),
-# so the slots are never joined back into coordinate order.
+# 3-byte groups (tq3) by pointer loads, a byte a load. Code j of every group multiplies the rotation's rows
+# j, j + g, ... (g codes a group), so the slots are never joined back into coordinate order. The modules
+# then import Gluon, as Triton 3.6 has it (pyproject's floor).
 # Measured on an H100, tq4 D=256, 1M fp16 rows (benchmarks/experiments/ws_d256.py, three rounds):
 # 264.6-268.1 µs (85.0% of copy) against 546.1-564.6 for the Triton kernel; outputs as close to the fp32
 # path (max |error| 3.1e-3 both). The same structure for compress ran slower than its Triton kernel

@@ -474,16 +474,30 @@ def test_decompress_takes_the_warp_specialized_kernel_only_for_16_bit_output_on_
     assert not registry.takes_ws(first, "float16", "fp16", False)
 
 
-def test_without_a_hopper_gpu_decompress_keeps_its_triton_kernel_at_every_bucket(device, gen):
+def test_without_a_hopper_gpu_decompress_keeps_its_triton_kernel_at_every_bucket(device, gen, monkeypatch):
     """BoundKernel.launch_ws declines where runs_ws does not hold (here: no Hopper GPU, or the
-    interpreter), so the Triton kernel runs and matches the reference."""
+    interpreter), so the Triton kernel runs, its config looked up, and matches the reference, even with
+    WS_DECOMPRESS_FROM at 1 row."""
     if registry.runs_ws(registry.is_interpreted(registry.load_variant("tq4", 256).kernel("decompress"))):
         pytest.skip("this GPU runs the warp-specialized kernel (tests/test_generated_kernels.py covers it)")
+    monkeypatch.setattr(registry, "WS_DECOMPRESS_FROM", 1)
     q = kernelgen.quantizer("tq4", 256, device=device)
     kernel = q._kernels["decompress"]
     assert kernel.ws_kernel is not None
     args = (torch.zeros(1, 128, dtype=torch.uint8), None, None, None, torch.zeros(1, 256, dtype=torch.float16))
     assert kernel.launch_ws(1, 1 << 20, "float16", torch.device(device), args) is False
+    rows = 37
+    packed = torch.randint(0, 256, (rows, q.packed_dim), generator=gen, dtype=torch.uint8)
+    norms = torch.rand(rows, 1, generator=gen) * 10
+    out = torch.full((rows, 256), float("nan"), dtype=torch.float16, device=device)
+    q.decompress(packed.to(device), norms.to(device), out=out)
+    assert kernel._memo, "the Triton kernel's config was not looked up"
+    expected = reference.decompress(packed, norms.view(-1), q.rotation.cpu(), q.centroids.cpu(), q.bits, 256,
+                                    rotated=False, dtype=torch.float16)
+    got = out.cpu().double()
+    assert not got.isnan().any()
+    scale = expected.abs().max(dim=1, keepdim=True).values
+    assert ((got - expected).abs() / scale).max() <= 2e-3
 
 
 @pytest.mark.parametrize("spec,head_dim", [("tq4", 256), ("tq2", 192), ("tq3", 256)])

@@ -278,7 +278,7 @@ def test_torch_path_codes_count_boundaries_and_break_negative_ties_away_from_zer
     assert torch.equal(torch_path.codes_of(y, b), expected)
 
 
-def test_compress_takes_the_transposed_rotation_at_eight_codes_a_group_up_to_d128_and_at_d256_else_the_slots():
+def test_compress_takes_the_transposed_rotation_at_eight_codes_a_group_up_to_d128_and_at_d192_d256_else_the_slots():
     """render.COORDINATE_COMPRESS_CODES_PER_GROUP: tq3 at D<=128, D=192 and D=256 (rows padded past 128
     that the head dim fills or that are read in pieces: render._coordinate_compress) multiplies by the
     padded rotation transposed (coordinates in order); at rows padded to 128 and 256
