@@ -106,3 +106,25 @@ class PackLayout:
             a, b = divmod(chunk, g // 2)
             columns.append(g * (per_lane * q + a) + 2 * b + e)
         return columns
+
+    @property
+    def quarter_word_bytes(self) -> int:
+        """Bytes a load where the Hopper decompress reads multi-byte groups by quarters of a row (see
+        quarter_group_order): the largest of 8, 4, 2, 1 that divides the packed row, so that every load
+        is aligned once the rows start on that many bytes."""
+        return math.gcd(self.packed_dim, 8)
+
+    def quarter_group_order(self) -> tuple[int, ...]:
+        """The byte group at each position k of a slot's SLOT_PAD columns where the Hopper decompress
+        reads multi-byte groups by quarters of a row (the module's WS_GROUP_ORDER; its rotation pieces'
+        rows follow it).
+
+        Why: the register operand of a wgmma (fp16, m64nNk16) gives lane q (0..3) of each quad columns
+        8i + 2q and 8i + 2q + 1 of every 8-column chunk i. With position 8i + 2q + h holding group
+        (SLOT_PAD / 4) q + 2i + h, each thread holds the groups of one contiguous quarter of the
+        packed row, which it loads as a few words, and no byte moves between threads. Needs SLOT_PAD a
+        multiple of 8."""
+        pad = self.slot_pad
+        if pad % 8:
+            raise LayoutError(f"quarter group order needs a slot padded to a multiple of 8: {pad}")
+        return tuple((pad // 4) * ((k % 8) // 2) + 2 * (k // 8) + k % 2 for k in range(pad))

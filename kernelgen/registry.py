@@ -292,11 +292,16 @@ class LoadedVariant:
     def rotation_pieces(self) -> torch.Tensor:
         """The rotation as the warp-specialized decompress takes it (the module's WS_DECOMPRESS): fp16,
         (g * SLOT_PAD, DIM_PAD), piece j (rows j * SLOT_PAD on) the padded rotation's rows j, j + g, ...: the
-        rows code j of each byte group multiplies."""
+        rows code j of each byte group multiplies; where the module gives WS_GROUP_ORDER (groups read by
+        quarters of a row), a piece's row k is that of group WS_GROUP_ORDER[k]."""
         lay = self.layout
         g = lay.codes_per_group
         padded = self.padded_rotation("fp16")
-        return torch.cat([padded[j::g] for j in range(g)]).contiguous()
+        pieces = [padded[j::g] for j in range(g)]
+        order = getattr(self.module, "WS_GROUP_ORDER", None)
+        if order is not None:
+            pieces = [piece[list(order)] for piece in pieces]
+        return torch.cat(pieces).contiguous()
 
     def padded_rotation(self, precision: str) -> torch.Tensor:
         """The rotation as decompress takes it: (DIM_PAD, DIM_PAD), zero past the head dim, fp16 for the
@@ -618,8 +623,9 @@ class BoundKernel:
         launch_compiled(compiled, grid, self._current_stream(device.index), (*args, n_rows, bucket, *constexprs))
 
     def launch_ws(self, n_rows: int, bucket: int, dtype: str, device: torch.device, args: tuple) -> bool:
-        """Run the module's warp-specialized decompress (WS_DECOMPRESS) where takes_ws says so and the
-        output (and packed rows that go by TMA: one-byte groups) start on 16 bytes, TMA's rule (the
+        """Run the module's warp-specialized decompress (WS_DECOMPRESS) where takes_ws says so, the
+        output (and packed rows that go by TMA: one-byte groups) start on 16 bytes, TMA's rule, and packed
+        rows read by pointers start on the module's WS_PACKED_ALIGN, the width of its loads (the
         quantizer's own tensors do, an `out=` view may not); return whether it ran. args: (packed, norms,
         rotation, centroids, out), as the Triton kernel takes them; the rotation's pieces, their descriptor
         and the shared-memory layouts of the other descriptors are made once a device. TMA coordinates are
@@ -629,7 +635,8 @@ class BoundKernel:
         if not takes_ws(bucket, dtype, self.variant.precision(dtype), state is not None):
             return False
         packed_by_tma = "packed_desc" in self.ws_kernel.arg_names
-        if out.data_ptr() % 16 or (packed_by_tma and packed.data_ptr() % 16):
+        packed_align = 16 if packed_by_tma else self.variant.module.WS_PACKED_ALIGN
+        if out.data_ptr() % 16 or packed.data_ptr() % packed_align:
             return False
         from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 

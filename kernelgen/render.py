@@ -351,15 +351,19 @@ def _decompress_pieces(head_dim: int) -> tuple[tuple[int, int], ...] | None:
 # shared memory; two warpgroups, each its own partition, take alternate row blocks: one gathers a block's
 # centroids straight into the product's register operand while the other's product runs, and each stores
 # its output by TMA. One-byte groups (tq4, tq2) come by TMA into a ring that a one-warp partition fills;
-# 3-byte groups (tq3) by pointer loads, a byte a load. Code j of every group multiplies the rotation's rows
+# 3-byte groups (tq3) by pointer loads of 8-byte words one block ahead, each thread a quarter of a row, the
+# operand's columns in the order that puts them there (layout.PackLayout.quarter_group_order). Code j of
+# every group multiplies the rotation's rows
 # j, j + g, ... (g codes a group), so the slots are never joined back into coordinate order. The modules
 # then import Gluon, as Triton 3.6 has it (pyproject's floor).
 # Measured on an H100, tq4 D=256, 1M fp16 rows (benchmarks/experiments/ws_d256.py, three rounds):
 # 264.6-268.1 µs (85.0% of copy) against 546.1-564.6 for the Triton kernel; outputs as close to the fp32
 # path (max |error| 3.1e-3 both). The same structure for compress ran slower than its Triton kernel
-# (414.1 against 352.4 µs). tq3 D=256 (pointer loads): 325.2 µs against 631.3
+# (414.1 against 352.4 µs). tq3 D=256 with a byte a load: 325.2 µs against 631.3
 # (experiments/ws_decompress_sizes.py); its bytes through a loader partition ran slower, 435.2 µs
-# (experiments/ws_tq3_planes.py).
+# (experiments/ws_tq3_planes.py); by words one block ahead 271.1-271.9 µs against 322.3-340.3 a byte a
+# load, D=192 238.7-238.8 against 273.3-276.4 (experiments/ws_tq3_words.py; words loaded in the same
+# block: 308.8 at D=256, 275.6 at D=192).
 WS_DECOMPRESS_DIM_PAD = 256
 
 

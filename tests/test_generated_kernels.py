@@ -170,6 +170,13 @@ def test_warp_specialized_decompress_matches_reference(spec, head_dim, dtype, de
     assert kernel._memo
     scale = expected.float().abs().max(dim=1, keepdim=True).values
     assert ((out.float() - expected.float()).abs() / scale).max() <= DECOMPRESS_RTOL[dt]
+    # packed rows off the kernel's loads (16 bytes for TMA, 8 for tq3's words): the Triton kernel again
+    kernel._memo.clear()
+    shifted = torch.empty(100 * q.packed_dim + 1, dtype=torch.uint8, device=device)[1:].view(100, q.packed_dim)
+    shifted.copy_(packed)
+    got = q.decompress(shifted, norms, dtype=dt)
+    assert kernel._memo
+    assert ((got.float() - expected.float()).abs() / scale).max() <= DECOMPRESS_RTOL[dt]
 
 
 def _check_decompress(q, dtype, rows, device, gen):

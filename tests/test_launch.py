@@ -3,6 +3,7 @@
 On the CPU the path is checked with a fake Triton function (the interpreter has no compiled kernels);
 on a GPU the real one runs, including pointers of another alignment (another compiled kernel)."""
 
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -12,6 +13,7 @@ from triton.knobs import HookChain
 import kernelgen
 import reference
 from kernelgen import registry, tuning
+from kernelgen.layout import PackLayout
 
 
 class _Pointer:
@@ -439,18 +441,71 @@ def test_warp_specialized_decompress_is_rendered_for_rows_padded_to_256():
 
 def test_rotation_pieces_hold_the_rows_each_code_of_a_byte_group_multiplies():
     """LoadedVariant.rotation_pieces: piece j (rows j * SLOT_PAD on) is the padded rotation's rows j, j + g,
-    ..., fp16; past the head dim, zero rows (D=192: groups 96..127 of tq4)."""
-    for spec, head_dim in (("tq4", 256), ("tq2", 192), ("tq4", 192)):
+    ..., fp16, in group order for one-byte groups and in the module's WS_GROUP_ORDER for tq3; past the head
+    dim, zero rows (D=192: groups 96..127 of tq4, 24..31 of tq3)."""
+    for spec, head_dim in (("tq4", 256), ("tq2", 192), ("tq4", 192), ("tq3", 256), ("tq3", 192)):
         variant = registry.load_variant(spec, head_dim)
         lay = variant.layout
         g, pad = lay.codes_per_group, lay.slot_pad
+        order = getattr(variant.module, "WS_GROUP_ORDER", tuple(range(pad)))
+        assert (order != tuple(range(pad))) is (spec == "tq3")
         pieces = variant.rotation_pieces()
         assert pieces.dtype == torch.float16 and pieces.shape == (g * pad, lay.dim_pad)
         rotation = variant.rotation.to(torch.float16)
         for j in range(g):
-            for n in (0, 1, lay.groups - 1):
-                assert torch.equal(pieces[j * pad + n, :head_dim], rotation[g * n + j])
-            assert not pieces[j * pad + lay.groups:(j + 1) * pad].any() and not pieces[:, head_dim:].any()
+            for k in range(pad):
+                if order[k] < lay.groups:
+                    assert torch.equal(pieces[j * pad + k, :head_dim], rotation[g * order[k] + j])
+                else:
+                    assert not pieces[j * pad + k].any()
+            assert not pieces[:, head_dim:].any()
+
+
+@pytest.mark.parametrize("head_dim", [136, 192, 200, 256])
+def test_quarter_group_order_gives_each_lane_of_a_quad_one_contiguous_quarter_of_the_packed_row(head_dim):
+    """layout.PackLayout.quarter_group_order, for 3-byte groups: a permutation of the slot's positions in
+    which lane q of a quad, holding positions 8i + 2q and 8i + 2q + 1 of every 8-position chunk i (a wgmma
+    register operand's columns), holds groups SLOT_PAD/4 * q .. SLOT_PAD/4 * (q + 1) - 1 in order; and
+    quarter_word_bytes divides the packed row and the quarter."""
+    lay = PackLayout(3, head_dim)
+    pad = lay.slot_pad
+    order = lay.quarter_group_order()
+    assert sorted(order) == list(range(pad))
+    for q in range(4):
+        held = [order[8 * i + 2 * q + h] for i in range(pad // 8) for h in (0, 1)]
+        assert held == list(range(pad // 4 * q, pad // 4 * (q + 1)))
+    word = lay.quarter_word_bytes
+    assert lay.packed_dim % word == 0 and (pad // 4 * 3) % word == 0 and word in (1, 2, 4, 8)
+    assert word == {136: 1, 192: 8, 200: 1, 256: 8}[head_dim]
+
+
+@pytest.mark.parametrize("head_dim", [192, 256])
+def test_tq3_operand_by_quarters_times_the_reordered_pieces_is_the_reference_decompress(head_dim, gen):
+    """What the tq3 Hopper decompress computes, written in torch: each row's 3-byte groups read as a
+    little-endian word a quarter (as the kernel's 8-byte loads do), a group's bytes put back together, the
+    group words placed in WS_GROUP_ORDER, code j's centroids times piece j, summed and scaled by the norm;
+    equal to the float64 reference decompress within fp16 rounding."""
+    variant = registry.load_variant("tq3", head_dim)
+    lay, module = variant.layout, variant.module
+    pad, order = lay.slot_pad, module.WS_GROUP_ORDER
+    rows = 37
+    packed = torch.randint(0, 256, (rows, lay.packed_dim), generator=gen, dtype=torch.uint8)
+    norms = torch.rand(rows, generator=gen) * 10
+    full = torch.zeros(rows, pad * 3, dtype=torch.int64)
+    full[:, :lay.packed_dim] = packed.long()
+    quarters = full.view(rows, 4, pad // 4 * 3)  # a thread's bytes: one quarter of a row
+    groups = quarters.view(rows, 4, pad // 4, 3)
+    words = (groups[..., 0] << 16 | groups[..., 1] << 8 | groups[..., 2]).view(rows, pad)  # group n at n
+    operand = words[:, list(order)]  # position k holds group order[k]
+    pieces = variant.rotation_pieces().double().view(lay.codes_per_group, pad, lay.dim_pad)
+    centroids = variant.centroids.to(torch.float16).double()
+    out = sum(centroids[(operand >> lay.code_shift(j)) & (lay.levels - 1)] @ pieces[j]
+              for j in range(lay.codes_per_group))
+    out = out[:, :head_dim] * norms[:, None].double()
+    expected = reference.decompress(packed, norms, variant.rotation, variant.centroids, 3, head_dim,
+                                    rotated=False, dtype=torch.float32)
+    scale = expected.abs().max(dim=1, keepdim=True).values
+    assert ((out - expected).abs() / scale).max() < 2e-3
 
 
 def test_decompress_takes_the_warp_specialized_kernel_only_for_16_bit_output_on_hopper_at_large_buckets(
@@ -539,8 +594,12 @@ def test_warp_specialized_decompress_compiles_for_hopper_without_a_gpu(spec, hea
     assert 0 < compiled.metadata.shared <= 227 * 1024
     assert f"wgmma.mma_async.sync.aligned.m64n{lay.dim_pad}k16.f32.f16.f16" in ptx
     assert "setmaxnreg" in ptx and "cp.async.bulk.tensor" in ptx
-    assert ("mbarrier.try_wait" in ptx.split(".entry")[1]) and (("ld.global.nc.u8" in ptx or "ld.global.u8" in ptx
-                                                              or "ld.global.b8" in ptx or "ld.global.nc.b8" in ptx) != by_tma)
+    assert "mbarrier.try_wait" in ptx.split(".entry")[1]
+    # tq3's packed bytes: 8-byte loads (3 a row, 2 rows a thread: 6 a partition before its loop, 6 in it),
+    # never a byte a load
+    byte_loads = re.findall(r"ld\.global(?:\.nc)?\.[bu]8 ", ptx)
+    word_loads = re.findall(r"ld\.global(?:\.nc)?\.[bu]64 ", ptx)
+    assert not byte_loads and len(word_loads) == (0 if by_tma else 2 * 2 * 6), (len(byte_loads), len(word_loads))
 
 
 @pytest.mark.parametrize("spec", ["tq4", "tq3"])
@@ -610,6 +669,16 @@ def test_warp_specialized_launches_go_through_the_compiled_launcher_once_a_speci
     odd = args_for(100)
     odd = (*odd[:4], torch.zeros(100 * 256 + 1, dtype=torch.float16)[1:].view(100, 256))
     assert kernel.launch_ws(100, big, "float16", dev, odd) is False
+    # packed rows off 16 bytes (TMA's rule, tq4) or off the width of tq3's loads (8 bytes): declined;
+    # tq3's rows on 8 bytes but not 16 run, as another specialization
+    for offset in (1, 4, 8):
+        shifted = args_for(100)
+        shifted = (torch.zeros(100 * lay.packed_dim + offset, dtype=torch.uint8)[offset:].view(100, lay.packed_dim),
+                   *shifted[1:])
+        before = len(calls)
+        runs = spec == "tq3" and offset == 8
+        assert kernel.launch_ws(100, big, "float16", dev, shifted) is runs, offset
+        assert len(calls) == before + runs and (not runs or calls[-1][0] == "gluon")
 
 
 def test_the_warp_specialized_kernel_s_first_set_up_refuses_a_cuda_graph_capture(monkeypatch):

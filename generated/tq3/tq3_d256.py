@@ -434,14 +434,46 @@ def tq3_d256_decompress_rotated(
 WS_DECOMPRESS = "tq3_d256_decompress_ws"
 WS_BLOCK_ROWS = gl.constexpr(64)  # rows a block: the product's M, one warpgroup
 WS_WORKER_REGS = gl.constexpr(232)  # registers a thread of the second compute partition (the first takes the rest)
+# the byte group each of a piece's 32 rows (the operand's columns) belongs to: a thread's columns are one
+# quarter of the packed row (layout.PackLayout.quarter_group_order); the packed rows must start on 8 bytes
+WS_GROUP_ORDER = (0, 1, 8, 9, 16, 17, 24, 25, 2, 3, 10, 11, 18, 19, 26, 27, 4, 5, 12, 13, 20, 21, 28, 29, 6, 7, 14, 15, 22, 23, 30, 31)
+WS_PACKED_ALIGN = 8
+
+
+@gluon.jit
+def _ws_quarter_loads(units, first, packed_rows, quarters, n_rows):
+    """The packed bytes of rows first .. first + BM - 1 (none past n_rows), a quarter of a row a thread as
+    its layout (`quarter` below) gives: 3 words of 8 bytes each, (BM, 4)."""
+    ok = gl.expand_dims(first + packed_rows < n_rows, 1)
+    src = units + gl.expand_dims((first + packed_rows).to(gl.int64) * (PACKED_DIM // 8), 1) + gl.expand_dims(quarters * 3, 0)
+    w0 = gl.load(src, mask=ok, other=0)  # bytes 0-7 of the quarter
+    w1 = gl.load(src + 1, mask=ok, other=0)  # bytes 8-15 of the quarter
+    w2 = gl.load(src + 2, mask=ok, other=0)  # bytes 16-23 of the quarter
+    return w0, w1, w2
+
+
+@gluon.jit
+def _ws_operand_groups(g0, g1, g2, g3, g4, g5, g6, g7):
+    """Group words of a quarter of each row, (BM, 4) each: g_m[r, q] = group 8q + m of row r, to (BM, 32)
+    in WS_GROUP_ORDER: position 8i + 2q + h holds g_(2i + h)[:, q], so that the conversion to the operand's
+    layout moves nothing between threads (layout.PackLayout.quarter_group_order)."""
+    p0 = gl.join(g0, g1)  # (BM, 4, 2): pair 0, h last
+    p1 = gl.join(g2, g3)  # (BM, 4, 2): pair 1, h last
+    p2 = gl.join(g4, g5)  # (BM, 4, 2): pair 2, h last
+    p3 = gl.join(g6, g7)  # (BM, 4, 2): pair 3, h last
+    s0_0 = gl.join(p0, p2)
+    s0_1 = gl.join(p1, p3)
+    s1_0 = gl.join(s0_0, s0_1)
+    # dims (row, q, h, then the pair index from its highest bit): pair index, q, h in that order
+    return gl.permute(s1_0, [0, 3, 4, 1, 2]).reshape([g0.shape[0], 32])
 
 
 @gluon.jit
 def _ws_decompress_blocks(packed_ptr, pieces, pieces_bar, out_smem, out_desc, norms_ptr, centroids_ptr, n_rows,
                           n_blocks, PART: gl.constexpr):
     """Compute partition PART of 2 (one warpgroup): blocks PART, PART + 2, ... of this program. The packed
-    bytes go from memory (a byte a load: a 3-byte group is no TMA box) straight into the product's operand
-    layout; each slot's centroids, gathered there, multiply that slot's piece of the rotation (8 products,
+    bytes go from memory (8-byte loads: a 3-byte group is no TMA box), a quarter of a row a thread, into the
+    product's operand layout; each slot's centroids, gathered there, multiply that slot's piece of the rotation (8 products,
     fp32 accumulation); then the norm scales the block, which leaves by TMA (rows past n_rows and dims past
     HEAD_DIM are dropped by it)."""
     BM: gl.constexpr = out_smem.type.shape[0]
@@ -453,17 +485,39 @@ def _ws_decompress_blocks(packed_ptr, pieces, pieces_bar, out_smem, out_desc, no
     programs = gl.num_programs(0)
     zero = gl.zeros((BM, D), gl.float32, mma)
     rows = gl.arange(0, BM, layout=gl.SliceLayout(1, mma))
-    packed_rows = gl.arange(0, BM, layout=gl.SliceLayout(1, operand))
-    groups = gl.arange(0, G, layout=gl.SliceLayout(0, operand))
+    gl.static_assert(G == 32, "pieces of SLOT_PAD rows, in WS_GROUP_ORDER")
+    # a thread's part of the operand, as the packed row holds it: rows r and r + 8 of its warp's 16, and
+    # quarter q = lane % 4 of each row (groups 8q .. 8q + 7: 24 bytes, 3 loads of 8)
+    quarter: gl.constexpr = gl.DistributedLinearLayout(reg_bases=[[8, 0]], lane_bases=[[0, 1], [0, 2], [1, 0], [2, 0], [4, 0]],
+                                                       warp_bases=[[16, 0], [32, 0]], block_bases=[], shape=[BM, 4])
+    packed_rows = gl.arange(0, BM, layout=gl.SliceLayout(1, quarter))
+    quarters = gl.arange(0, 4, layout=gl.SliceLayout(0, quarter))
+    units = packed_ptr.to(gl.pointer_type(gl.int64))  # the registry checks their alignment
+    # a block's words are loaded one block ahead (this partition's next block), so that their latency
+    # passes behind a block's products
+    w0, w1, w2 = _ws_quarter_loads(units, (pid + PART * programs) * BM, packed_rows, quarters, n_rows)
     mbarrier.wait(pieces_bar, 0)
     for i in range(PART, gl.cdiv(n_blocks - pid, programs), 2):
         first = (pid + i * programs) * BM
         norm = gl.load(norms_ptr + first + rows, mask=first + rows < n_rows, other=0.0)
-        ok = gl.expand_dims(first + packed_rows < n_rows, 1) & gl.expand_dims(groups < GROUPS, 0)
-        src = packed_ptr + gl.expand_dims((first + packed_rows).to(gl.int64) * PACKED_DIM, 1) + gl.expand_dims(groups * BYTES_PER_GROUP, 0)
-        word = gl.load(src, mask=ok, other=0).to(gl.int32) << 16
-        word |= gl.load(src + 1, mask=ok, other=0).to(gl.int32) << 8
-        word |= gl.load(src + 2, mask=ok, other=0).to(gl.int32)
+        now0, now1, now2 = w0, w1, w2  # this block's
+        w0, w1, w2 = _ws_quarter_loads(units, first + 2 * programs * BM, packed_rows, quarters, n_rows)  # the next one's
+        u0 = now0.to(gl.int32)
+        u1 = (now0 >> 32).to(gl.int32)
+        u2 = now1.to(gl.int32)
+        u3 = (now1 >> 32).to(gl.int32)
+        u4 = now2.to(gl.int32)
+        u5 = (now2 >> 32).to(gl.int32)
+        # a group's first byte is its word's highest: bits past the word are never read (CODE_MASK)
+        g0 = u0 << 16 | ((u0 >> 8) & 0xFF) << 8 | ((u0 >> 16) & 0xFF)  # group 8q + 0
+        g1 = (u0 >> 24) << 16 | (u1 & 0xFF) << 8 | ((u1 >> 8) & 0xFF)  # group 8q + 1
+        g2 = (u1 >> 16) << 16 | ((u1 >> 24) & 0xFF) << 8 | (u2 & 0xFF)  # group 8q + 2
+        g3 = (u2 >> 8) << 16 | ((u2 >> 16) & 0xFF) << 8 | ((u2 >> 24) & 0xFF)  # group 8q + 3
+        g4 = u3 << 16 | ((u3 >> 8) & 0xFF) << 8 | ((u3 >> 16) & 0xFF)  # group 8q + 4
+        g5 = (u3 >> 24) << 16 | (u4 & 0xFF) << 8 | ((u4 >> 8) & 0xFF)  # group 8q + 5
+        g6 = (u4 >> 16) << 16 | ((u4 >> 24) & 0xFF) << 8 | (u5 & 0xFF)  # group 8q + 6
+        g7 = (u5 >> 8) << 16 | ((u5 >> 16) & 0xFF) << 8 | ((u5 >> 24) & 0xFF)  # group 8q + 7
+        word = gl.convert_layout(_ws_operand_groups(g0, g1, g2, g3, g4, g5, g6, g7), operand)
         x = warpgroup_mma(gl.load(centroids_ptr + ((word >> 21) & CODE_MASK)), pieces.index(0), zero, use_acc=False)  # slot 0
         x = warpgroup_mma(gl.load(centroids_ptr + ((word >> 18) & CODE_MASK)), pieces.index(1), x)  # slot 1
         x = warpgroup_mma(gl.load(centroids_ptr + ((word >> 15) & CODE_MASK)), pieces.index(2), x)  # slot 2
