@@ -113,8 +113,11 @@ TMA_COMPRESS = (MAX_ROW_BUCKET, 3, {128: 2, 64: 4, 256: 1}, {128: 3, 64: 4, 256:
 # Measured on an H100 through the quantizer, both kernels as shipped (the Triton one at its tuned config),
 # fp16 and bf16 output (benchmarks/experiments/ws_decompress_sizes.py): at 65,536 rows the Gluon kernel was
 # faster for every module and dtype (tq4 D=256 27.3 against 44.0 µs, tq3 D=256 31.6 against 47.3, tq2
-# D=192 22.1 against 37.4); at 16,384 rows slower in 3 of 12 cases, at 2,048 in 7 of 12; 32,768 not
-# measured. At 1M rows tq4 D=256 266.5 µs (84.3% of copy) against 551.2, tq3 D=256 325.2 against 631.3.
+# D=192 22.1 against 37.4); at 16,384 rows slower in 3 of 12 cases, at 2,048 in 7 of 12. At 1M rows tq4
+# D=256 266.5 µs (84.3% of copy) against 551.2, tq3 D=256 325.2 against 631.3. Measured again with tq3's
+# words (ws_decompress_sizes.py, h100-ws_decompress_sizes-32768.txt): at 32,768 rows faster in all 12 (tq4
+# D=256 18.4 against 24.3 µs), at 16,384 slower in 3 (tq2 D=256 19.5 against 14.1). The bucket of 32,768
+# holds 16,385 rows on, so the rule stays at the next bucket.
 WS_DECOMPRESS_FROM = 1 << 16
 OPS = ("compress", "decompress", "decompress_rotated")
 

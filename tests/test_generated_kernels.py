@@ -179,6 +179,44 @@ def test_warp_specialized_decompress_matches_reference(spec, head_dim, dtype, de
     assert ((got.float() - expected.float()).abs() / scale).max() <= DECOMPRESS_RTOL[dt]
 
 
+@pytest.mark.skipif(not registry.runs_ws(False), reason="needs an NVIDIA GPU of compute capability 9")
+def test_the_hopper_decompress_set_up_inside_a_real_cuda_graph_capture_raises_and_runs_outside(device):
+    """BoundKernel._ws_state copies the rotation's pieces to the GPU, which a CUDA graph capture cannot hold:
+    inside a real capture it raises TuningDuringCapture (telling to warm up) and keeps nothing; outside,
+    it sets up."""
+    kernel = registry.BoundKernel(registry.load_variant("tq2", 192), "decompress")
+    dev = torch.device(device)
+    graph = torch.cuda.CUDAGraph()
+    with pytest.raises(tuning.TuningDuringCapture, match="warmup"):
+        with torch.cuda.graph(graph):
+            kernel._ws_state(dev)
+    assert kernel._ws == {}
+    assert kernel._ws_state(dev) is not None
+
+
+@pytest.mark.skipif(not registry.runs_ws(False), reason="needs an NVIDIA GPU of compute capability 9")
+def test_after_warmup_the_hopper_decompress_replays_in_a_cuda_graph(device, gen):
+    """Decompress of 2^16 rows or more at D=256 runs the Gluon kernel (registry.WS_DECOMPRESS_FROM). After
+    warmup a capture at a row count warmup never launched (70,001: not a multiple of 16, another of the
+    kernel's specializations) records it, and replays equal the eager call on new inputs."""
+    q = kernelgen.quantizer("tq3", 256, device=device)
+    q.warmup(max_rows=1 << 17, dtypes=[torch.float16], ops=("decompress",))
+    rows = 70001
+    packed = torch.empty(rows, q.packed_dim, dtype=torch.uint8, device=device)
+    norms = torch.empty(rows, 1, device=device)
+    out = torch.full((rows, 256), float("nan"), dtype=torch.float16, device=device)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        q.decompress(packed, norms, out=out)
+    for _ in range(2):
+        packed.copy_(torch.randint(0, 256, (rows, q.packed_dim), generator=gen, dtype=torch.uint8))
+        norms.copy_(torch.rand(rows, 1, generator=gen) + 0.5)
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(out, q.decompress(packed, norms))
+    assert q._kernels["decompress"]._ws, "the Hopper kernel never set up"
+
+
 def _check_decompress(q, dtype, rows, device, gen):
     head_dim = q.head_dim
     dt = getattr(torch, dtype)

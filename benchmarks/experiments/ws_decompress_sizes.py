@@ -8,8 +8,10 @@ committed table). Outputs of the two are compared too (max |difference| over the
 
 Usage (CUDA machine of compute capability 9, repo root):
 PYTHONPATH=$PWD python3 benchmarks/experiments/ws_decompress_sizes.py [SPEC ...]   (default: tq4 tq2;
-h100-ws_decompress_sizes.txt holds those, -tq3.txt tq3's, run after its kernel was added)
+h100-ws_decompress_sizes.txt holds those, -tq3.txt tq3's, run after its kernel was added); ROWS="16384 32768
+65536" sets the row counts (-32768.txt: all three specs, after tq3's kernel read words)
 """
+import os
 import sys
 
 import torch
@@ -17,7 +19,7 @@ import torch
 import kernelgen
 from kernelgen import bench, registry
 
-ROWS = (2048, 16384, 65536, 262144, 1 << 20)
+ROWS = tuple(int(r) for r in os.environ.get("ROWS", "2048 16384 65536 262144 1048576").split())
 
 
 def main():
