@@ -3,7 +3,12 @@
 On the CPU the path is checked with a fake Triton function (the interpreter has no compiled kernels);
 on a GPU the real one runs, including pointers of another alignment (another compiled kernel)."""
 
+import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -555,43 +560,72 @@ def test_without_a_hopper_gpu_decompress_keeps_its_triton_kernel_at_every_bucket
     assert ((got - expected).abs() / scale).max() <= 2e-3
 
 
+# The compile runs in a fresh process: the Triton interpreter, which runs the other kernels of this suite,
+# leaves triton.language patched after an interpreted kernel calls a @triton.jit helper (its
+# InterpretedFunction.__call__ restores nothing), and a real compile in that process then fails (in
+# gl.cdiv, on an IR value) unless Triton's cache already holds the kernel.
+_COMPILE_WS = r"""
+import json, sys
+import torch, triton
+from triton.backends.compiler import GPUTarget
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon._runtime import GluonASTSource
+from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+from triton.runtime.jit import mangle_type
+from kernelgen import registry
+
+spec, head_dim, kernels = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if kernels:
+    registry.add_kernel_path(kernels)
+variant = registry.load_variant(spec, head_dim)
+module, lay = variant.module, variant.layout
+block = module.WS_BLOCK_ROWS.value
+
+
+def desc(t, shape, box, dtype):
+    return TensorDescriptor(t, shape, [shape[1], 1], box, gl.NVMMASharedLayout.get_default_for(box, dtype))
+
+
+pieces = variant.rotation_pieces()
+kernel = getattr(module, module.WS_DECOMPRESS)
+by_tma = kernel.arg_names[0] == "packed_desc"
+packed = by_tma and desc(torch.zeros(4, lay.packed_dim, dtype=torch.uint8), [4, lay.packed_dim],
+                         [block, lay.slot_pad], gl.uint8)
+signature = {kernel.arg_names[0]: mangle_type(packed) if by_tma else "*u8",
+             "pieces_desc": mangle_type(desc(pieces, list(pieces.shape), [lay.slot_pad, lay.dim_pad], gl.float16)),
+             "out_desc": mangle_type(desc(torch.zeros(4, head_dim, dtype=torch.float16), [4, head_dim],
+                                          [block, lay.dim_pad], gl.float16)),
+             "norms_ptr": "*fp32", "centroids_ptr": "*fp16", "n_rows": "i32"}
+pointers = (3, 4) if by_tma else (0, 3, 4)
+source = GluonASTSource(fn=kernel, signature=signature, constexprs={},
+                        attrs={(i,): [["tt.divisibility", 16]] for i in pointers})
+compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+print(json.dumps({"num_warps": compiled.metadata.num_warps, "shared": compiled.metadata.shared,
+                  "ptx": compiled.asm["ptx"], "by_tma": by_tma}))
+"""
+
+
+def _compile_ws_for_hopper(spec, head_dim, kernels=""):
+    """The module's WS_DECOMPRESS compiled for sm_90a on this machine (ptxas ships with Triton), in a fresh
+    process without the interpreter: its warps, shared memory, PTX and whether it reads the packed rows by
+    TMA."""
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    run = subprocess.run([sys.executable, "-c", _COMPILE_WS, spec, str(head_dim), str(kernels)], env=env,
+                         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-4000:]
+    return json.loads(run.stdout.splitlines()[-1])
+
+
 @pytest.mark.parametrize("spec,head_dim", [("tq4", 256), ("tq2", 192), ("tq3", 256)])
 def test_warp_specialized_decompress_compiles_for_hopper_without_a_gpu(spec, head_dim):
-    """The rendered Gluon kernel compiles for sm_90a here (ptxas ships with Triton): two compute partitions
-    and, for packed rows by TMA, a loader (twelve warps: warps go by fours; else eight), the products as
-    wgmma of the whole padded row, and shared memory within an H100's 227 KB a block. tq4 D=256 has two
-    pieces of K=128; tq2 D=192 four of K=64, its rows padded; tq3 eight of K=32, its bytes by pointers."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.experimental.gluon import language as gl
-    from triton.experimental.gluon._runtime import GluonASTSource
-    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
-    from triton.runtime.jit import mangle_type
-
-    variant = registry.load_variant(spec, head_dim)
-    module, lay = variant.module, variant.layout
-    block = module.WS_BLOCK_ROWS.value
-
-    def desc(t, shape, box, dtype):
-        return TensorDescriptor(t, shape, [shape[1], 1], box, gl.NVMMASharedLayout.get_default_for(box, dtype))
-
-    pieces = variant.rotation_pieces()
-    kernel = getattr(module, module.WS_DECOMPRESS)
-    by_tma = kernel.arg_names[0] == "packed_desc"
-    packed = desc(torch.zeros(4, lay.packed_dim, dtype=torch.uint8), [4, lay.packed_dim], [block, lay.slot_pad],
-                  gl.uint8)
-    signature = {kernel.arg_names[0]: mangle_type(packed) if by_tma else "*u8",
-                 "pieces_desc": mangle_type(desc(pieces, list(pieces.shape), [lay.slot_pad, lay.dim_pad], gl.float16)),
-                 "out_desc": mangle_type(desc(torch.zeros(4, head_dim, dtype=torch.float16), [4, head_dim],
-                                              [block, lay.dim_pad], gl.float16)),
-                 "norms_ptr": "*fp32", "centroids_ptr": "*fp16", "n_rows": "i32"}
-    pointers = (3, 4) if by_tma else (0, 3, 4)
-    source = GluonASTSource(fn=kernel, signature=signature, constexprs={},
-                            attrs={(i,): [["tt.divisibility", 16]] for i in pointers})
-    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-    ptx = compiled.asm["ptx"]
-    assert compiled.metadata.num_warps == (12 if by_tma else 8)
-    assert 0 < compiled.metadata.shared <= 227 * 1024
+    """The rendered Gluon kernel compiles for sm_90a here: two compute partitions and, for packed rows by
+    TMA, a loader (twelve warps: warps go by fours; else eight), the products as wgmma of the whole padded
+    row, and shared memory within an H100's 227 KB a block. tq4 D=256 has two pieces of K=128; tq2 D=192
+    four of K=64, its rows padded; tq3 eight of K=32, its bytes by pointers."""
+    compiled = _compile_ws_for_hopper(spec, head_dim)
+    lay, by_tma, ptx = registry.load_variant(spec, head_dim).layout, compiled["by_tma"], compiled["ptx"]
+    assert compiled["num_warps"] == (12 if by_tma else 8)
+    assert 0 < compiled["shared"] <= 227 * 1024
     assert f"wgmma.mma_async.sync.aligned.m64n{lay.dim_pad}k16.f32.f16.f16" in ptx
     assert "setmaxnreg" in ptx and "cp.async.bulk.tensor" in ptx
     assert "mbarrier.try_wait" in ptx.split(".entry")[1]
@@ -600,6 +634,42 @@ def test_warp_specialized_decompress_compiles_for_hopper_without_a_gpu(spec, hea
     byte_loads = re.findall(r"ld\.global(?:\.nc)?\.[bu]8 ", ptx)
     word_loads = re.findall(r"ld\.global(?:\.nc)?\.[bu]64 ", ptx)
     assert not byte_loads and len(word_loads) == (0 if by_tma else 2 * 2 * 6), (len(byte_loads), len(word_loads))
+
+
+@pytest.fixture(scope="module")
+def tq3_odd_rows(tmp_path_factory):
+    """tq3 built at head dims whose packed rows are off 8 bytes (136: 51 bytes a row, 144: 54, 160: 60), so
+    that its Hopper decompress reads words of 1, 2 and 4 bytes; no shipped spec has them."""
+    import yaml
+
+    from kernelgen.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    data = yaml.safe_load((root / "specs" / "tq3.yaml").read_text())
+    data.update(name="tq3odd", head_dims=[136, 144, 160])
+    folder = tmp_path_factory.mktemp("tq3odd")
+    spec = folder / "tq3odd.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    assert main(["build", str(spec), "--out", str(folder / "kernels")]) == 0
+    registry.add_kernel_path(folder / "kernels")
+    yield folder / "kernels", "tq3odd"
+    registry._added_paths.remove((folder / "kernels").resolve())
+
+
+@pytest.mark.parametrize("head_dim,word", [(136, 1), (144, 2), (160, 4)])
+def test_tq3_hopper_decompress_of_rows_off_8_bytes_reads_narrower_words_and_compiles(tq3_odd_rows, head_dim, word):
+    """The template's other word widths (the shipped tq3 rows, 72 and 96 bytes, take 8): the module says the
+    width (WS_PACKED_ALIGN, PackLayout.quarter_word_bytes), its groups come in WS_GROUP_ORDER, and the kernel
+    compiles for sm_90a with its products as wgmma; byte loads only where the width is 1."""
+    folder, spec = tq3_odd_rows
+    compiled = _compile_ws_for_hopper(spec, head_dim, folder)
+    variant = registry.load_variant(spec, head_dim)
+    module, lay, ptx = variant.module, variant.layout, compiled["ptx"]
+    assert not compiled["by_tma"] and module.WS_PACKED_ALIGN == word == lay.quarter_word_bytes
+    assert module.WS_GROUP_ORDER == lay.quarter_group_order()
+    assert compiled["num_warps"] == 8 and 0 < compiled["shared"] <= 227 * 1024
+    assert f"wgmma.mma_async.sync.aligned.m64n{lay.dim_pad}k16.f32.f16.f16" in ptx
+    assert bool(re.findall(r"ld\.global(?:\.nc)?\.[bu]8 ", ptx)) is (word == 1)
 
 
 @pytest.mark.parametrize("spec", ["tq4", "tq3"])
