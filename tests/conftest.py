@@ -1,6 +1,7 @@
 """Shared fixtures. Without a GPU the generated kernels run under the Triton interpreter."""
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -43,3 +44,24 @@ def gen() -> torch.Generator:
     g = torch.Generator("cpu")
     g.seed()
     return g
+
+
+@pytest.fixture(scope="module")
+def tq3_odd_rows(tmp_path_factory):
+    """tq3 built at head dims whose packed rows are off 8 bytes (136: 51 bytes a row, 144: 54, 160: 60), so
+    that its Hopper decompress reads words of 1, 2 and 4 bytes; no shipped spec has them."""
+    import yaml
+
+    from kernelgen import registry
+    from kernelgen.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    data = yaml.safe_load((root / "specs" / "tq3.yaml").read_text())
+    data.update(name="tq3odd", head_dims=[136, 144, 160])
+    folder = tmp_path_factory.mktemp("tq3odd")
+    spec = folder / "tq3odd.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    assert main(["build", str(spec), "--out", str(folder / "kernels")]) == 0
+    registry.add_kernel_path(folder / "kernels")
+    yield folder / "kernels", "tq3odd"
+    registry._added_paths.remove((folder / "kernels").resolve())

@@ -217,6 +217,19 @@ def test_after_warmup_the_hopper_decompress_replays_in_a_cuda_graph(device, gen)
     assert q._kernels["decompress"]._ws, "the Hopper kernel never set up"
 
 
+@pytest.mark.skipif(not registry.runs_ws(False), reason="needs an NVIDIA GPU of compute capability 9")
+@pytest.mark.parametrize("head_dim", [136, 144, 160])
+def test_tq3_hopper_decompress_of_rows_off_8_bytes_matches_reference(tq3_odd_rows, head_dim, device, gen, monkeypatch):
+    """tq3's Hopper decompress where its packed rows (51, 54 and 60 bytes) take words of 1, 2 and 4 bytes
+    (no shipped spec has them: the shipped rows take 8), from every bucket, against the float64 reference."""
+    monkeypatch.setattr(registry, "WS_DECOMPRESS_FROM", 1)
+    q = kernelgen.quantizer(tq3_odd_rows[1], head_dim, device=device)
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    for rows in (1, 63, 1000, sms * 64 * 3 + 37):
+        _check_decompress(q, "float16", rows, device, gen)
+    assert not q._kernels["decompress"]._memo, "the Triton kernel ran (its config was looked up)"
+
+
 def _check_decompress(q, dtype, rows, device, gen):
     head_dim = q.head_dim
     dt = getattr(torch, dtype)

@@ -636,26 +636,6 @@ def test_warp_specialized_decompress_compiles_for_hopper_without_a_gpu(spec, hea
     assert not byte_loads and len(word_loads) == (0 if by_tma else 2 * 2 * 6), (len(byte_loads), len(word_loads))
 
 
-@pytest.fixture(scope="module")
-def tq3_odd_rows(tmp_path_factory):
-    """tq3 built at head dims whose packed rows are off 8 bytes (136: 51 bytes a row, 144: 54, 160: 60), so
-    that its Hopper decompress reads words of 1, 2 and 4 bytes; no shipped spec has them."""
-    import yaml
-
-    from kernelgen.cli import main
-
-    root = Path(__file__).resolve().parents[1]
-    data = yaml.safe_load((root / "specs" / "tq3.yaml").read_text())
-    data.update(name="tq3odd", head_dims=[136, 144, 160])
-    folder = tmp_path_factory.mktemp("tq3odd")
-    spec = folder / "tq3odd.yaml"
-    spec.write_text(yaml.safe_dump(data))
-    assert main(["build", str(spec), "--out", str(folder / "kernels")]) == 0
-    registry.add_kernel_path(folder / "kernels")
-    yield folder / "kernels", "tq3odd"
-    registry._added_paths.remove((folder / "kernels").resolve())
-
-
 @pytest.mark.parametrize("head_dim,word", [(136, 1), (144, 2), (160, 4)])
 def test_tq3_hopper_decompress_of_rows_off_8_bytes_reads_narrower_words_and_compiles(tq3_odd_rows, head_dim, word):
     """The template's other word widths (the shipped tq3 rows, 72 and 96 bytes, take 8): the module says the
