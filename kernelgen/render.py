@@ -283,6 +283,26 @@ def _pair_centroids(layout: PackLayout) -> bool:
     return layout.codes_per_group == PAIR_CENTROIDS_CODES_PER_GROUP and layout.dim_pad <= ROW_CHUNK
 
 
+# tq4 compress of rows padded to 256 on the TMA loop, fp16 rows into the product as they are (RAW_PRODUCT):
+# one product of N=DIM_PAD a block against the two slots joined back into coordinate order once a program
+# (tl.join in registers, so the slots' loads stay as they are), its accumulator split into the slots,
+# instead of one product a slot. With 8 warps each warpgroup then takes 64x128x16 steps instead of 64x64x16,
+# the rows read from shared memory by two products instead of four.
+# Measured on an H100, tq4 D=256, 1M fp16 rows, in the script's own copy of the loop
+# (benchmarks/experiments/one_product_d256.py): 345.9-352.2 µs against 365.9-380.3 for its two slots. A
+# first try in the template, which gathered the joined columns from the slots tensor (two-byte loads),
+# ran slower (h100-one_product_d256-registry.md).
+JOINED_PRODUCT_CODES_PER_GROUP = 2
+
+
+def _joined_product(layout: PackLayout, fp16_search: bool, tma_rows: bool, tma_k) -> bool:
+    """Whether a module's TMA compress takes the joined product (JOINED_PRODUCT_CODES_PER_GROUP): rows
+    padded past ROW_CHUNK whose whole rotation is in shared memory, read in one box (no TMA_K pieces), with
+    the fp16 search."""
+    return (layout.codes_per_group == JOINED_PRODUCT_CODES_PER_GROUP and fp16_search and tma_rows and not tma_k
+            and ROW_CHUNK < layout.dim_pad <= WHOLE_ROTATION_MAX_DIM)
+
+
 def _coordinate_compress(layout: PackLayout) -> bool:
     """Whether a module's compress takes the coordinate-order form (COORDINATE_COMPRESS_CODES_PER_GROUP):
     rows that fit one product step, or rows padded past it whose rotation fits shared memory and that the
@@ -425,6 +445,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             groups_per_lane=lane_groups and layout.dim_pad // (4 * layout.codes_per_group),
             pieces=pieces, row_loads=_row_loads(layout, pieces),
             tma_rows=tma_rows, tma_k=tma_k, tma_k_steps=tma_k and head_dim // tma_k,
+            joined_product=_joined_product(layout, fp16 is not None, tma_rows, tma_k),
             pair_centroids=_pair_centroids(layout),
             word_stores=_word_stores(layout), word_groups=layout.dim_pad // layout.codes_per_group if coordinate
             else layout.slot_pad,

@@ -444,6 +444,16 @@ def test_warp_specialized_decompress_is_rendered_for_rows_padded_to_256():
     assert not render._ws_decompress(PackLayout(4, 128), fp16)
 
 
+def test_the_joined_product_is_rendered_for_tq4_rows_padded_to_256_in_one_box():
+    """render._joined_product: tq4 D=256's TMA compress takes one product against the slots joined into
+    coordinate order (fp16 rows, RAW_PRODUCT); D=192 (read in TMA_K pieces), tq2 (four codes a group), tq3
+    (coordinate order already) and rows of 128 or less do not."""
+    for spec in ("tq4", "tq3", "tq2"):
+        for head_dim in (64, 80, 96, 112, 128, 192, 256):
+            source = Path(registry.load_variant(spec, head_dim).module.__file__).read_text()
+            assert ("joined = tl.join(w0, w1).reshape(DIM_PAD, DIM_PAD)" in source) is ((spec, head_dim) == ("tq4", 256))
+
+
 def test_rotation_pieces_hold_the_rows_each_code_of_a_byte_group_multiplies():
     """LoadedVariant.rotation_pieces: piece j (rows j * SLOT_PAD on) is the padded rotation's rows j, j + g,
     ..., fp16, in group order for one-byte groups and in the module's WS_GROUP_ORDER for tq3; past the head

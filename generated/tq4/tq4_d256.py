@@ -274,6 +274,8 @@ def tq4_d256_compress(
             tl.static_assert(SLOT_SPLIT == 1, "the TMA loop takes every slot column in one program")
             tl.static_assert(not RAW_PRODUCT or (x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"),
                              "RAW_PRODUCT takes fp16 rows into fp16 products")
+            if RAW_PRODUCT:  # the slots joined back into coordinate order, for one product a block (render.JOINED_PRODUCT)
+                joined = tl.join(w0, w1).reshape(DIM_PAD, DIM_PAD)  # column 2n + j: slot j's column n
             # a loop bounded at run time: measured faster on an H100 than a constant count of blocks from 0
             # (benchmarks/experiments/tma_loop_forms.py)
             for block in tl.range(tl.program_id(0), tl.cdiv(n_rows, BLOCK_ROWS), tl.num_programs(0), num_stages=TMA_STAGES):
@@ -284,8 +286,9 @@ def tq4_d256_compress(
                 norm = tl.sqrt(tl.sum(xf * xf, axis=1))
                 inv = (1.0 / (norm + NORM_EPS))[:, None]
                 if RAW_PRODUCT:  # the fp16 rows as TMA left them in shared memory, the product scaled after
-                    y0 = tl.dot(x, w0) * inv  # slot 0: coordinates 0, 2, 4, ...
-                    y1 = tl.dot(x, w1) * inv  # slot 1: coordinates 1, 3, 5, ...
+                    # one product, each warpgroup half of the columns; the slots split off the accumulator, whose thread
+                    # holds neighbouring columns (no data moves)
+                    y0, y1 = (tl.dot(x, joined) * inv).reshape(BLOCK_ROWS, SLOT_PAD, 2).split()
                 else:
                     xf = xf * inv
                     y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 0: coordinates 0, 2, 4, ...
