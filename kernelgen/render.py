@@ -283,23 +283,26 @@ def _pair_centroids(layout: PackLayout) -> bool:
     return layout.codes_per_group == PAIR_CENTROIDS_CODES_PER_GROUP and layout.dim_pad <= ROW_CHUNK
 
 
-# tq4 compress of rows padded to 256 on the TMA loop, fp16 rows into the product as they are (RAW_PRODUCT):
-# one product of N=DIM_PAD a block against the two slots joined back into coordinate order once a program
-# (tl.join in registers, so the slots' loads stay as they are), its accumulator split into the slots,
-# instead of one product a slot. With 8 warps each warpgroup then takes 64x128x16 steps instead of 64x64x16,
-# the rows read from shared memory by two products instead of four.
+# tq4 and tq2 compress of rows padded to 256 on the TMA loop, fp16 rows into the product as they are
+# (RAW_PRODUCT): one product of N=DIM_PAD a block against the slots joined once a program (tl.join in
+# registers, so the slots' loads stay as they are; for tq2 in an order that puts a group's four codes in one
+# thread of the accumulator), the accumulator split into the slots, instead of one product a slot. With 8
+# warps each warpgroup then takes 64x128x16 steps instead of 64x64x16 (tq2: 64x32x16), the rows read from
+# shared memory by two products instead of four (tq2: eight).
 # Measured on an H100, tq4 D=256, 1M fp16 rows, in the script's own copy of the loop
 # (benchmarks/experiments/one_product_d256.py): 345.9-352.2 µs against 365.9-380.3 for its two slots. A
 # first try in the template, which gathered the joined columns from the slots tensor (two-byte loads),
-# ran slower (h100-one_product_d256-registry.md).
-JOINED_PRODUCT_CODES_PER_GROUP = 2
+# ran slower (h100-one_product_d256-registry.md). In the template, with the tables tuned again,
+# `kernelgen bench` (benchmarks/h100-joined-product.md): tq4 D=256 345.9-349.9 µs (64.3-65.0% of copy)
+# against 360-367 before, tq2 D=256 294.2-296.1 (68.4-68.9%) against 356.1-366.0.
+JOINED_PRODUCT_CODES_PER_GROUP = (2, 4)
 
 
 def _joined_product(layout: PackLayout, fp16_search: bool, tma_rows: bool, tma_k) -> bool:
     """Whether a module's TMA compress takes the joined product (JOINED_PRODUCT_CODES_PER_GROUP): rows
     padded past ROW_CHUNK whose whole rotation is in shared memory, read in one box (no TMA_K pieces), with
     the fp16 search."""
-    return (layout.codes_per_group == JOINED_PRODUCT_CODES_PER_GROUP and fp16_search and tma_rows and not tma_k
+    return (layout.codes_per_group in JOINED_PRODUCT_CODES_PER_GROUP and fp16_search and tma_rows and not tma_k
             and ROW_CHUNK < layout.dim_pad <= WHOLE_ROTATION_MAX_DIM)
 
 

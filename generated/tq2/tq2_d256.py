@@ -225,6 +225,11 @@ def tq2_d256_compress(
             tl.static_assert(SLOT_SPLIT == 1, "the TMA loop takes every slot column in one program")
             tl.static_assert(not RAW_PRODUCT or (x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"),
                              "RAW_PRODUCT takes fp16 rows into fp16 products")
+            if RAW_PRODUCT:  # the slots joined for one product a block (render.JOINED_PRODUCT), in the order that puts a
+                # group's 4 codes in one thread of the accumulator: column 16a + 8b + 2q + e holds slot 2b + e of group
+                # 4a + q (a thread holds columns 8c + 2q and 8c + 2q + 1 of every 8-column chunk c)
+                joined = tl.join(tl.join(w0, w1), tl.join(w2, w3))  # (DIM_PAD, SLOT_PAD, e, b): slot 2b + e
+                joined = joined.reshape(DIM_PAD, SLOT_PAD // 4, 4, 2, 2).permute(0, 1, 4, 2, 3).reshape(DIM_PAD, DIM_PAD)
             # a loop bounded at run time: measured faster on an H100 than a constant count of blocks from 0
             # (benchmarks/experiments/tma_loop_forms.py)
             for block in tl.range(tl.program_id(0), tl.cdiv(n_rows, BLOCK_ROWS), tl.num_programs(0), num_stages=TMA_STAGES):
@@ -235,10 +240,12 @@ def tq2_d256_compress(
                 norm = tl.sqrt(tl.sum(xf * xf, axis=1))
                 inv = (1.0 / (norm + NORM_EPS))[:, None]
                 if RAW_PRODUCT:  # the fp16 rows as TMA left them in shared memory, the product scaled after
-                    y0 = tl.dot(x, w0) * inv  # slot 0: coordinates 0, 4, 8, ...
-                    y1 = tl.dot(x, w1) * inv  # slot 1: coordinates 1, 5, 9, ...
-                    y2 = tl.dot(x, w2) * inv  # slot 2: coordinates 2, 6, 10, ...
-                    y3 = tl.dot(x, w3) * inv  # slot 3: coordinates 3, 7, 11, ...
+                    # one product, each warpgroup half of the columns; the slots split off the accumulator, each of whose
+                    # threads holds a group's 4 codes (the joined order above: no data moves)
+                    y = (tl.dot(x, joined) * inv).reshape(BLOCK_ROWS, SLOT_PAD // 4, 2, 4, 2).permute(0, 1, 3, 2, 4)
+                    y_even, y_odd = y.reshape(BLOCK_ROWS, SLOT_PAD, 2, 2).split()  # (rows, group, b): slots 2b and 2b + 1
+                    y0, y2 = y_even.split()
+                    y1, y3 = y_odd.split()
                 else:
                     xf = xf * inv
                     y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_COLS), dtype=tl.float32), PRECISION)  # slot 0: coordinates 0, 4, 8, ...
