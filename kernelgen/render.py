@@ -294,7 +294,7 @@ def _pair_centroids(layout: PackLayout) -> bool:
 # first try in the template, which gathered the joined columns from the slots tensor (two-byte loads),
 # ran slower (h100-one_product_d256-registry.md). In the template, with the tables tuned again,
 # `kernelgen bench` (benchmarks/h100-joined-product.md): tq4 D=256 345.9-349.9 µs (64.3-65.0% of copy)
-# against 360-367 before, tq2 D=256 294.2-296.1 (68.4-68.9%) against 356.1-366.0.
+# against 361.7-371.8 in runs K and L, tq2 D=256 294.2-296.1 (68.4-68.9%) against 356.1-369.4 in runs K to M.
 JOINED_PRODUCT_CODES_PER_GROUP = (2, 4)
 
 
