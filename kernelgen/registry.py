@@ -687,13 +687,12 @@ class BoundKernel:
                         "Quantizer.warmup(max_rows=...) before capturing")
                 from triton.experimental.gluon import language as gl
                 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+                from triton.runtime.driver import driver
 
                 lay = self.variant.layout
                 block = self.variant.module.WS_BLOCK_ROWS.value
                 pieces = self.variant.rotation_pieces().to(device)
                 box = [lay.slot_pad, lay.dim_pad]
-                from triton.runtime.driver import driver
-
                 state = {
                     "sms": torch.cuda.get_device_properties(index).multi_processor_count,
                     "stream": driver.active.get_current_stream,

@@ -298,12 +298,17 @@ def _pair_centroids(layout: PackLayout) -> bool:
 JOINED_PRODUCT_CODES_PER_GROUP = (2, 4)
 
 
+def _whole_rotation(layout: PackLayout) -> bool:
+    """Rows padded past ROW_CHUNK whose whole rotation fits shared memory (WHOLE_ROTATION_MAX_DIM)."""
+    return ROW_CHUNK < layout.dim_pad <= WHOLE_ROTATION_MAX_DIM
+
+
 def _joined_product(layout: PackLayout, fp16_search: bool, tma_rows: bool, tma_k) -> bool:
     """Whether a module's TMA compress takes the joined product (JOINED_PRODUCT_CODES_PER_GROUP): rows
-    padded past ROW_CHUNK whose whole rotation is in shared memory, read in one box (no TMA_K pieces), with
-    the fp16 search."""
+    whose whole rotation is in shared memory (_whole_rotation), read in one box (no TMA_K pieces), with the
+    fp16 search."""
     return (layout.codes_per_group in JOINED_PRODUCT_CODES_PER_GROUP and fp16_search and tma_rows and not tma_k
-            and ROW_CHUNK < layout.dim_pad <= WHOLE_ROTATION_MAX_DIM)
+            and _whole_rotation(layout))
 
 
 def _coordinate_compress(layout: PackLayout) -> bool:
@@ -376,9 +381,8 @@ def _decompress_pieces(head_dim: int) -> tuple[tuple[int, int], ...] | None:
 # its output by TMA. One-byte groups (tq4, tq2) come by TMA into a ring that a one-warp partition fills;
 # 3-byte groups (tq3) by pointer loads of 8-byte words one block ahead, each thread a quarter of a row, the
 # operand's columns in the order that puts them there (layout.PackLayout.quarter_group_order). Code j of
-# every group multiplies the rotation's rows
-# j, j + g, ... (g codes a group), so the slots are never joined back into coordinate order. The modules
-# then import Gluon, as Triton 3.6 has it (pyproject's floor).
+# every group multiplies the rotation's rows j, j + g, ... (g codes a group), so the slots are never joined
+# back into coordinate order. The modules then import Gluon, as Triton 3.6 has it (pyproject's floor).
 # Measured on an H100, tq4 D=256, 1M fp16 rows (benchmarks/experiments/ws_d256.py, three rounds):
 # 264.6-268.1 µs (85.0% of copy) against 546.1-564.6 for the Triton kernel; outputs as close to the fp32
 # path (max |error| 3.1e-3 both). The same structure for compress ran slower than its Triton kernel
@@ -431,7 +435,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
         coordinate = _coordinate_compress(layout)
         fp16 = None if coordinate else _fp16_search(codebook.boundaries, layout)
         lane_groups = coordinate and layout.dim_pad in LANE_GROUP_DIM_PADS
-        whole = ROW_CHUNK < layout.dim_pad <= WHOLE_ROTATION_MAX_DIM  # wide rows, the rotation fits shared memory
+        whole = _whole_rotation(layout)
         pieces = _decompress_pieces(head_dim)
         tma_rows = _tma_rows(layout, fp16 is not None, coordinate)
         tma_k = _tma_k(tma_rows, coordinate, pieces, layout)

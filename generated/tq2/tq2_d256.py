@@ -206,7 +206,9 @@ def tq2_d256_compress(
     them in shared memory, the product scaled by 1 / (norm + eps) after; bf16 rows are normalized first.
     ROW_BLOCKS is not used and SLOT_SPLIT is 1. Measured faster on an H100 than the row blocks, whose
     programs each load the slots again (benchmarks/experiments/tma_compress_d256.py, wide_tma_forms.py,
-    bf16_wide_tma.py)."""
+    bf16_wide_tma.py).
+    With RAW_PRODUCT the product is one a block, not one a slot: the slots are joined once a program (see
+    `joined` below) and the accumulator is split back into them (render._joined_product)."""
     if PRECISION == "fp16":  # one step, the slots in shared memory
         k = tl.arange(0, DIM_PAD)[:, None]
         # SLOT_SPLIT neighbouring programs share each program's row blocks, each taking SLOT_COLS of every slot's
@@ -225,7 +227,7 @@ def tq2_d256_compress(
             tl.static_assert(SLOT_SPLIT == 1, "the TMA loop takes every slot column in one program")
             tl.static_assert(not RAW_PRODUCT or (x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"),
                              "RAW_PRODUCT takes fp16 rows into fp16 products")
-            if RAW_PRODUCT:  # the slots joined for one product a block (render.JOINED_PRODUCT), in the order that puts a
+            if RAW_PRODUCT:  # the slots joined for one product a block (render._joined_product), in the order that puts a
                 # group's 4 codes in one thread of the accumulator: column 16a + 8b + 2q + e holds slot 2b + e of group
                 # 4a + q (a thread holds columns 8c + 2q and 8c + 2q + 1 of every 8-column chunk c)
                 joined = tl.join(tl.join(w0, w1), tl.join(w2, w3))  # (DIM_PAD, SLOT_PAD, e, b): slot 2b + e

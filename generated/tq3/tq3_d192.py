@@ -441,7 +441,7 @@ def tq3_d192_decompress_rotated(
 # NVIDIA GPUs of compute capability 9 (registry.WS_DECOMPRESS_FROM, where the measurements are); elsewhere, and
 # under the Triton interpreter, the kernel above runs. It takes a pointer to the packed rows, tensor descriptors of the
 # rotation's pieces and the output, and pointers to the norms and the fp16 codebook. The pieces: piece j is
-# the padded rotation's rows j, j + 8, j + 16, ... (32 rows of 256; registry.LoadedVariant.rotation_pieces), the rows
+# the padded rotation's rows j, j + 8, j + 16, ... (32 rows of 256, in WS_GROUP_ORDER; registry.LoadedVariant.rotation_pieces), the rows
 # that code j of every byte group multiplies, so the slots' centroids never go back into coordinate order.
 WS_DECOMPRESS = "tq3_d192_decompress_ws"
 WS_BLOCK_ROWS = gl.constexpr(64)  # rows a block: the product's M, one warpgroup

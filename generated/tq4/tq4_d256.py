@@ -257,7 +257,9 @@ def tq4_d256_compress(
     them in shared memory, the product scaled by 1 / (norm + eps) after; bf16 rows are normalized first.
     ROW_BLOCKS is not used and SLOT_SPLIT is 1. Measured faster on an H100 than the row blocks, whose
     programs each load the slots again (benchmarks/experiments/tma_compress_d256.py, wide_tma_forms.py,
-    bf16_wide_tma.py)."""
+    bf16_wide_tma.py).
+    With RAW_PRODUCT the product is one a block, not one a slot: the slots are joined once a program (see
+    `joined` below) and the accumulator is split back into them (render._joined_product)."""
     if PRECISION == "fp16":  # one step, the slots in shared memory
         k = tl.arange(0, DIM_PAD)[:, None]
         # SLOT_SPLIT neighbouring programs share each program's row blocks, each taking SLOT_COLS of every slot's
@@ -274,7 +276,7 @@ def tq4_d256_compress(
             tl.static_assert(SLOT_SPLIT == 1, "the TMA loop takes every slot column in one program")
             tl.static_assert(not RAW_PRODUCT or (x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"),
                              "RAW_PRODUCT takes fp16 rows into fp16 products")
-            if RAW_PRODUCT:  # the slots joined back into coordinate order, for one product a block (render.JOINED_PRODUCT)
+            if RAW_PRODUCT:  # the slots joined back into coordinate order, for one product a block (render._joined_product)
                 joined = tl.join(w0, w1).reshape(DIM_PAD, DIM_PAD)  # column 2n + j: slot j's column n
             # a loop bounded at run time: measured faster on an H100 than a constant count of blocks from 0
             # (benchmarks/experiments/tma_loop_forms.py)
