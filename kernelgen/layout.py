@@ -128,3 +128,19 @@ class PackLayout:
         if pad % 8:
             raise LayoutError(f"quarter group order needs a slot padded to a multiple of 8: {pad}")
         return tuple((pad // 4) * ((k % 8) // 2) + 2 * (k // 8) + k % 2 for k in range(pad))
+
+    def joined_columns(self) -> tuple[int, ...]:
+        """The coordinate each column of compress's joined product holds (the modules with
+        render._joined_product: 2 and 4 codes a group): with 2, column 2n + j is slot j of group n, which
+        is coordinate 2n + j; with 4, column 16a + 8b + 2q + e is slot 2b + e of group 4a + q.
+
+        Why: the accumulator of an NVIDIA MMA gives lane q (0..3) of each quad columns 8c + 2q and
+        8c + 2q + 1 of every 8-column chunk c, so in this order each thread holds all codes of its groups
+        and the slots split off the accumulator without moving data."""
+        g = self.codes_per_group
+        if g == 2:
+            return tuple(range(self.dim_pad))
+        if g != 4 or self.dim_pad % 16:
+            raise LayoutError(f"the joined product takes 2 or 4 codes a group and rows padded to a multiple of 16: "
+                              f"{g} codes a group, {self.dim_pad} dims")
+        return tuple(16 * (c // 16) + 4 * ((c // 2) % 4) + 2 * ((c // 8) % 2) + c % 2 for c in range(self.dim_pad))

@@ -119,6 +119,15 @@ TMA_COMPRESS = (MAX_ROW_BUCKET, 3, {128: 2, 64: 4, 256: 1}, {128: 3, 64: 4, 256:
 # D=256 18.4 against 24.3 µs), at 16,384 slower in 3 (tq2 D=256 19.5 against 14.1). The bucket of 32,768
 # holds 16,385 rows on, so the rule stays at the next bucket.
 WS_DECOMPRESS_FROM = 1 << 16
+# Compress of fp16 rows from this row bucket on, on the same GPUs, runs the module's warp-specialized Gluon
+# kernel where it has one (WS_COMPRESS: tq4 and tq2 at D=256, render._ws_compress) instead of its Triton
+# kernel. Measured on an H100 through the quantizer, the Triton kernel at its tuned config, three rounds
+# (benchmarks/experiments/ws_compress_sizes.py): at 32,768 rows the Gluon kernel was faster for both (tq4
+# 18.2-18.7 µs against 27.2-27.8, tq2 17.3-17.5 against 21.5-22.0), at 16,384 even (tq4 15.8-17.2 against
+# 16.7-17.6, tq2 17.0-17.4 against 17.0-17.4), at 2,048 slower (tq4 16.7-17.0 against 16.1-16.5). At 1M
+# rows tq4 291.1-292.6 µs (78.1% of copy) against 343.7-345.0, tq2 252.4-253.0 (81.1%) against 297.2-300.0.
+# The bucket of 32,768 holds 16,385 rows on.
+WS_COMPRESS_FROM = 1 << 15
 OPS = ("compress", "decompress", "decompress_rotated")
 
 _added_paths: list[Path] = []
@@ -226,16 +235,26 @@ def runs_tma(interpreted: bool) -> bool:
 
 
 def runs_ws(interpreted: bool) -> bool:
-    """Whether decompress may run a module's warp-specialized Gluon kernel (WS_DECOMPRESS_FROM): an NVIDIA
-    GPU of compute capability 9 (its warpgroup products are Hopper's), not under the interpreter."""
+    """Whether compress and decompress may run a module's warp-specialized Gluon kernels (WS_COMPRESS_FROM,
+    WS_DECOMPRESS_FROM): an NVIDIA GPU of compute capability 9 (their warpgroup products are Hopper's), not
+    under the interpreter."""
     return runs_ptx(interpreted) and torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9
 
 
-def takes_ws(bucket: int, dtype: str, precision: str, ws: bool) -> bool:
-    """Whether a decompress at this row bucket, of `dtype` output with `precision` products, runs the
-    warp-specialized kernel, where the GPU can (`ws`: runs_ws) and the module has one: 16-bit output with
-    fp16 products, from WS_DECOMPRESS_FROM rows on."""
-    return ws and bucket >= WS_DECOMPRESS_FROM and dtype in ("float16", "bfloat16") and precision == "fp16"
+def ws_from(op: str) -> int:
+    """The first row bucket at which op runs the module's warp-specialized kernel (WS_COMPRESS_FROM,
+    WS_DECOMPRESS_FROM)."""
+    return WS_COMPRESS_FROM if op == "compress" else WS_DECOMPRESS_FROM
+
+
+def takes_ws(op: str, bucket: int, dtype: str, precision: str, ws: bool) -> bool:
+    """Whether op at this row bucket, of `dtype` rows (compress) or output (decompress) with `precision`
+    products, runs the warp-specialized kernel, where the GPU can (`ws`: runs_ws) and the module has one:
+    fp16 products, from ws_from(op) rows on; compress of fp16 rows (its product takes the rows as they are,
+    as raw_product), decompress of 16-bit output."""
+    if not ws or precision != "fp16" or bucket < ws_from(op):
+        return False
+    return dtype == "float16" if op == "compress" else dtype in ("float16", "bfloat16")
 
 
 def row_bucket(n_rows: int) -> int:
@@ -305,6 +324,12 @@ class LoadedVariant:
         if order is not None:
             pieces = [piece[list(order)] for piece in pieces]
         return torch.cat(pieces).contiguous()
+
+    def joined_rotation(self) -> torch.Tensor:
+        """The rotation as the warp-specialized compress takes it (the module's WS_COMPRESS): fp16,
+        (DIM_PAD, DIM_PAD), the padded rotation transposed with its columns in the joined order
+        (PackLayout.joined_columns): the Triton compress's `joined`, which it makes from the slots."""
+        return self.padded_rotation("fp16").T[:, list(self.layout.joined_columns())].contiguous()
 
     def padded_rotation(self, precision: str) -> torch.Tensor:
         """The rotation as decompress takes it: (DIM_PAD, DIM_PAD), zero past the head dim, fp16 for the
@@ -441,8 +466,8 @@ class BoundKernel:
     ROW_BLOCKS row blocks a program at large row buckets (see ROW_BLOCKS_FROM_BUCKET), and a wide compress
     kernel that splits its slot columns has SLOT_SPLIT programs on axis 0 for each (see SLOT_SPLIT_RULE).
     A compress that reads its rows by TMA goes through `kernel[grid](...)` each call (TMA_COMPRESS). A
-    decompress whose module has a warp-specialized Gluon kernel runs that instead where takes_ws holds,
-    untuned, with its own direct launch (launch_ws)."""
+    compress or decompress whose module has a warp-specialized Gluon kernel runs that instead where takes_ws
+    holds, untuned, with its own direct launch (launch_ws)."""
 
     def __init__(self, variant: LoadedVariant, op: str):
         self.variant = variant
@@ -473,9 +498,10 @@ class BoundKernel:
 
             self._knobs = knobs.runtime
         self._current_stream = None  # the driver's, bound at the first compiled launch (none without a GPU)
-        # decompress's warp-specialized Gluon kernel, where the module has one (see WS_DECOMPRESS_FROM)
-        ws_name = getattr(module, "WS_DECOMPRESS", None) if op == "decompress" else None
+        # compress's and decompress's warp-specialized Gluon kernels, where the module has them (see ws_from)
+        ws_name = getattr(module, {"compress": "WS_COMPRESS", "decompress": "WS_DECOMPRESS"}.get(op, ""), None)
         self.ws_kernel = getattr(module, ws_name) if ws_name else None
+        self.ws_warps = 8 if op == "compress" else 4  # warps a compute partition (the launch's num_warps)
         self._ws: dict[int, dict | None] = {}  # device index -> what the warp-specialized kernel needs there
         self._ws_compiled: dict[tuple, object] = {}  # its compiled kernels, by specialization (see launch_ws)
 
@@ -588,11 +614,11 @@ class BoundKernel:
     def launch(self, n_rows: int, dtype: str, device: torch.device, *args) -> None:
         """Launch over n_rows rows on `device` (the current device); `args` are the kernel's tensor
         arguments before n_rows. The config of each (bucket, dtype) is looked up once per tuner; where
-        decompress takes its warp-specialized kernel (takes_ws), that runs instead, untuned."""
+        the op takes its warp-specialized kernel (takes_ws), that runs instead, untuned."""
         bucket = MAX_ROW_BUCKET if n_rows >= MAX_ROW_BUCKET else 1 << (n_rows - 1).bit_length()
         # the bucket first, a cheap test that decode sizes fail (takes_ws holds the whole rule)
-        if self.ws_kernel is not None and bucket >= WS_DECOMPRESS_FROM and self.launch_ws(n_rows, bucket, dtype,
-                                                                                            device, args):
+        if self.ws_kernel is not None and bucket >= ws_from(self.op) and self.launch_ws(n_rows, bucket, dtype,
+                                                                                         device, args):
             return
         key = (bucket, dtype, id(tuning.TUNER))
         memo = self._memo.get(key)
@@ -626,61 +652,83 @@ class BoundKernel:
         launch_compiled(compiled, grid, self._current_stream(device.index), (*args, n_rows, bucket, *constexprs))
 
     def launch_ws(self, n_rows: int, bucket: int, dtype: str, device: torch.device, args: tuple) -> bool:
-        """Run the module's warp-specialized decompress (WS_DECOMPRESS) where takes_ws says so, the
-        output (and packed rows that go by TMA: one-byte groups) start on 16 bytes, TMA's rule, and packed
-        rows read by pointers start on the module's WS_PACKED_ALIGN, the width of its loads (the
-        quantizer's own tensors do, an `out=` view may not); return whether it ran. args: (packed, norms,
-        rotation, centroids, out), as the Triton kernel takes them; the rotation's pieces, their descriptor
-        and the shared-memory layouts of the other descriptors are made once a device. TMA coordinates are
-        32-bit, which bounds the rows at 2^31, past any GPU's memory (256 GiB of packed rows at D=256)."""
-        packed, norms, _, centroids, out = args  # the rotation's pieces replace the padded rotation
+        """Run the module's warp-specialized kernel (WS_COMPRESS, WS_DECOMPRESS) where takes_ws says so and
+        the tensors start where its loads and stores need them (_ws_args); return whether it ran. args: the
+        Triton kernel's tensor arguments. What does not change between calls (the rotation as the kernel
+        takes it, its descriptor, the shared-memory layouts of the other descriptors) is made once a device
+        (_ws_state). TMA coordinates are 32-bit, which bounds the rows at 2^31, past any GPU's memory."""
         state = self._ws_state(device)
-        if not takes_ws(bucket, dtype, self.variant.precision(dtype), state is not None):
+        if not takes_ws(self.op, bucket, dtype, self.variant.precision(dtype), state is not None):
             return False
-        packed_by_tma = "packed_desc" in self.ws_kernel.arg_names
-        packed_align = 16 if packed_by_tma else self.variant.module.WS_PACKED_ALIGN
-        if out.data_ptr() % 16 or packed.data_ptr() % packed_align:
+        made = self._ws_args(n_rows, state, args)
+        if made is None:
             return False
-        from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
-
-        lay = self.variant.layout
-        block = self.variant.module.WS_BLOCK_ROWS.value
-        if packed_by_tma:
-            packed = TensorDescriptor(packed, [n_rows, lay.packed_dim], [lay.packed_dim, 1], [block, lay.slot_pad],
-                                      state["packed_layout"])
-        out_desc = TensorDescriptor(out, [n_rows, lay.head_dim], [lay.head_dim, 1], [block, lay.dim_pad],
-                                    state["out_layouts"][out.dtype])
-        grid = (min(state["sms"], -(-n_rows // block)), 1)
-        args = (packed, state["pieces_desc"], out_desc, norms, centroids, n_rows)
+        args, pointers = made
+        grid = (min(state["sms"], -(-n_rows // self.variant.module.WS_BLOCK_ROWS.value)), 1)
         # as launch's fast path: after the first launch of a specialization, the compiled kernel's own
         # launcher. Measured on the H100 machines' hosts (benchmarks/experiments/ws_host_time.py): through
-        # Gluon's `kernel[grid](...)` 69.6-90.2 µs of host time a call, more than the kernel's 26-30 µs at
-        # 65,536 rows (h100-ws_host_time-before.txt); through the launcher 22.7-25.6 µs
+        # Gluon's `kernel[grid](...)` 69.6-90.2 µs of host time a call, more than the decompress kernel's
+        # 26-30 µs at 65,536 rows (h100-ws_host_time-before.txt); through the launcher 22.7-25.6 µs
         # (h100-ws_host_time.txt), 25.3-67.6 on another machine (-second.txt). Triton specializes
         # pointers on 16-byte alignment, and integers on being 1 (a constant then), on divisibility by 16 and
-        # on 64 bits.
-        key = (index_of(device), out.dtype, n_rows == 1, n_rows % 16 == 0, n_rows > 0x7FFFFFFF,
-               *[t.data_ptr() % 16 == 0 for t in (norms, centroids) + (() if packed_by_tma else (packed,))])
+        # on 64 bits; the descriptors on their dtype (the output's, for decompress).
+        key = (index_of(device), args[2].base.dtype if self.op == "decompress" else None, n_rows == 1,
+               n_rows % 16 == 0, n_rows > 0x7FFFFFFF, *[t.data_ptr() % 16 == 0 for t in pointers])
         compiled = self._ws_compiled.get(key)
         hooks = self._direct and (_hooked(self._knobs.launch_enter_hook) or _hooked(self._knobs.launch_exit_hook))
         if compiled is None or not self._direct or hooks:
-            compiled = self.ws_kernel[grid](*args, num_warps=4)
+            compiled = self.ws_kernel[grid](*args, num_warps=self.ws_warps)
             if self._direct and not hooks and compiled is not None:
                 self._ws_compiled[key] = compiled
             return True
         launch_compiled(compiled, grid, state["stream"](key[0]), args)
         return True
 
+    def _ws_args(self, n_rows: int, state: dict, args: tuple) -> tuple[tuple, tuple] | None:
+        """The warp-specialized kernel's arguments from the Triton kernel's, and the tensors among them that
+        it takes as pointers; None where a tensor does not start where the kernel needs it (the
+        quantizer's own tensors do, an `out=` view may not): on 16 bytes for a tensor TMA reads or writes,
+        on the module's WS_PACKED_ALIGN for packed rows that decompress reads by pointers (the width of
+        its loads).
+        compress: (x, slots, packed, norms), the rows and the packed bytes by TMA, the joined rotation for
+        the slots. decompress: (packed, norms, rotation, centroids, out), the output (and one-byte groups)
+        by TMA, the rotation's pieces for the rotation."""
+        from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+        lay = self.variant.layout
+        block = self.variant.module.WS_BLOCK_ROWS.value
+        if self.op == "compress":
+            x, _, packed, norms = args
+            if x.data_ptr() % 16 or packed.data_ptr() % 16:
+                return None
+            x_desc = TensorDescriptor(x, [n_rows, lay.head_dim], [lay.head_dim, 1], [block, lay.dim_pad],
+                                      state["x_layout"])
+            packed_desc = TensorDescriptor(packed, [n_rows, lay.packed_dim], [lay.packed_dim, 1],
+                                           [block, lay.slot_pad], state["packed_layout"])
+            return (x_desc, state["rotation_desc"], packed_desc, norms, n_rows), (norms,)
+        packed, norms, _, centroids, out = args
+        packed_by_tma = "packed_desc" in self.ws_kernel.arg_names
+        packed_align = 16 if packed_by_tma else self.variant.module.WS_PACKED_ALIGN
+        if out.data_ptr() % 16 or packed.data_ptr() % packed_align:
+            return None
+        if packed_by_tma:
+            packed = TensorDescriptor(packed, [n_rows, lay.packed_dim], [lay.packed_dim, 1], [block, lay.slot_pad],
+                                      state["packed_layout"])
+        out_desc = TensorDescriptor(out, [n_rows, lay.head_dim], [lay.head_dim, 1], [block, lay.dim_pad],
+                                    state["out_layouts"][out.dtype])
+        pointers = (norms, centroids) + (() if packed_by_tma else (packed,))
+        return (packed, state["rotation_desc"], out_desc, norms, centroids, n_rows), pointers
+
     def _ws_state(self, device: torch.device) -> dict | None:
-        """What the warp-specialized decompress needs on `device`, made at its first call (None where it
-        cannot run there: runs_ws): SMs, the rotation's pieces (the variant's, the same for every quantizer
-        of it: LoadedVariant.rotation_pieces) and their descriptor, and the shared-memory layouts of the
-        packed rows' and the output's blocks."""
+        """What the warp-specialized kernel needs on `device`, made at its first call (None where it cannot
+        run there: runs_ws): SMs, the rotation as the kernel takes it (the variant's, the same for every
+        quantizer of it: LoadedVariant.joined_rotation for compress, rotation_pieces for decompress) and its
+        descriptor, and the shared-memory layouts of the other descriptors' blocks."""
         index = index_of(device)
         if index not in self._ws:
             state = None
             if index >= 0 and runs_ws(self.interpreted):
-                if torch.cuda.is_current_stream_capturing():  # the pieces' copy to the GPU cannot be captured
+                if torch.cuda.is_current_stream_capturing():  # the rotation's copy to the GPU cannot be captured
                     raise tuning.TuningDuringCapture(
                         f"kernelgen: {self.ws_kernel.__name__} has not run on cuda:{index} yet, and its set-up (the "
                         "rotation copied to the GPU) cannot run while a CUDA graph is captured: call "
@@ -691,15 +739,20 @@ class BoundKernel:
 
                 lay = self.variant.layout
                 block = self.variant.module.WS_BLOCK_ROWS.value
-                pieces = self.variant.rotation_pieces().to(device)
-                box = [lay.slot_pad, lay.dim_pad]
+                if self.op == "compress":
+                    rotation = self.variant.joined_rotation().to(device)
+                    box = [lay.dim_pad, lay.dim_pad]
+                else:
+                    rotation = self.variant.rotation_pieces().to(device)
+                    box = [lay.slot_pad, lay.dim_pad]
                 state = {
                     "sms": torch.cuda.get_device_properties(index).multi_processor_count,
                     "stream": driver.active.get_current_stream,
-                    "pieces": pieces,  # kept alive with its descriptor
-                    "pieces_desc": TensorDescriptor(pieces, list(pieces.shape), [lay.dim_pad, 1], box,
-                                                    gl.NVMMASharedLayout.get_default_for(box, gl.float16)),
+                    "rotation": rotation,  # kept alive with its descriptor
+                    "rotation_desc": TensorDescriptor(rotation, list(rotation.shape), [lay.dim_pad, 1], box,
+                                                      gl.NVMMASharedLayout.get_default_for(box, gl.float16)),
                     "packed_layout": gl.NVMMASharedLayout.get_default_for([block, lay.slot_pad], gl.uint8),
+                    "x_layout": gl.NVMMASharedLayout.get_default_for([block, lay.dim_pad], gl.float16),
                     "out_layouts": {dt: gl.NVMMASharedLayout.get_default_for([block, lay.dim_pad], gdt)
                                     for dt, gdt in ((torch.float16, gl.float16), (torch.bfloat16, gl.bfloat16))},
                 }

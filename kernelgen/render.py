@@ -404,6 +404,24 @@ def _ws_decompress(layout: PackLayout, precisions: dict[str, str]) -> bool:
             and (layout.bytes_per_group > 1 or layout.packed_dim % 16 == 0))
 
 
+# Compress of fp16 rows of the modules with the joined product (tq4 and tq2 at D=256) gets a second kernel,
+# in Gluon, for Hopper GPUs (the registry's WS_COMPRESS_FROM rule launches it): one program an SM holds the
+# joined rotation in shared memory; two compute partitions of 8 warps each (two warpgroups, each half of the
+# joined columns) take alternate row blocks and turns at the tensor cores, so that one's product runs while
+# the other searches (the Triton kernel waits for each product as it is issued, every warp in lockstep:
+# Nsight Compute put its tensor pipe at 39.7% and its issue slots at 43.9% of the cycles,
+# experiments/h100-ncu-compress-d256.txt). Measured on an H100, tq4 D=256, 1M fp16 rows
+# (experiments/ws_compress_groups_d256.py, three rounds): 290.4-298.8 µs (78.0% of copy) against
+# 343.5-373.1; without the turns 312.9-328.8. Two partitions of 4 warps each ran slower than the Triton
+# kernel (ws_d256.py: 414.1 against 352.4): a lone warp a scheduler searches too slowly.
+
+
+def _ws_compress(layout: PackLayout, precisions: dict[str, str], joined: bool, ws_decompress: bool) -> bool:
+    """Whether the module gets the warp-specialized compress (above): the joined product (_joined_product)
+    with fp16 products for fp16 rows, and the warp-specialized decompress's TMA loader (one-byte groups)."""
+    return joined and ws_decompress and layout.bytes_per_group == 1 and precisions.get("float16") == "fp16"
+
+
 def spec_display_path(spec: Spec, root: Path) -> str:
     """The spec's path as headers write it: relative to `root`, the folder that holds generated/,
     so the output does not depend on the working folder of the build."""
@@ -440,6 +458,8 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
         tma_rows = _tma_rows(layout, fp16 is not None, coordinate)
         tma_k = _tma_k(tma_rows, coordinate, pieces, layout)
         precisions = {d: spec.rotation.precision_for(d) for d in spec.dtypes}
+        joined = _joined_product(layout, fp16 is not None, tma_rows, tma_k)
+        ws_decompress = _ws_decompress(layout, precisions)
         source = template.render(
             version=__version__, spec=spec, spec_path=spec_path, spec_hash=spec.digest(),
             layout=layout, codebook=codebook, names=names,
@@ -452,11 +472,12 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             groups_per_lane=lane_groups and layout.dim_pad // (4 * layout.codes_per_group),
             pieces=pieces, row_loads=_row_loads(layout, pieces),
             tma_rows=tma_rows, tma_k=tma_k, tma_k_steps=tma_k and head_dim // tma_k,
-            joined_product=_joined_product(layout, fp16 is not None, tma_rows, tma_k),
+            joined_product=joined,
             pair_centroids=_pair_centroids(layout),
             word_stores=_word_stores(layout), word_groups=layout.dim_pad // layout.codes_per_group if coordinate
             else layout.slot_pad,
-            precision=repr(precisions), ws_decompress=_ws_decompress(layout, precisions),
+            precision=repr(precisions), ws_decompress=ws_decompress,
+            ws_compress=_ws_compress(layout, precisions, joined, ws_decompress),
             interleave=_interleave([f"v{j}" for j in range(layout.codes_per_group)]),
             tune_key='["ROW_BUCKET"]' if spec.autotune.key == "row_bucket" else "[]",
         )

@@ -179,6 +179,68 @@ def test_warp_specialized_decompress_matches_reference(spec, head_dim, dtype, de
     assert ((got.float() - expected.float()).abs() / scale).max() <= DECOMPRESS_RTOL[dt]
 
 
+# Compress of fp16 rows runs the module's warp-specialized Gluon kernel from registry.WS_COMPRESS_FROM rows on
+# (tq4 and tq2 at D=256); here from every bucket.
+WS_COMPRESS = [pytest.param(s, d, id=f"{s}-d{d}") for s, d, dtypes, _ in VARIANTS
+               if hasattr(registry.load_variant(s, d).module, "WS_COMPRESS") and "float16" in dtypes]
+
+
+@pytest.mark.skipif(not registry.runs_ws(False), reason="needs an NVIDIA GPU of compute capability 9")
+@pytest.mark.parametrize("spec,head_dim", WS_COMPRESS)
+def test_warp_specialized_compress_matches_reference(spec, head_dim, device, gen, monkeypatch):
+    """Rows that leave the last block partly filled, programs of one block (or none for the second
+    partition), and programs of several blocks each partition (the ring wraps, the turns alternate); the
+    last row count twice, the second time through the compiled launcher. Every byte and norm written
+    (poisoned first); norms and codes against the float64 reference. Packed rows off 16 bytes (an `out=`
+    view TMA cannot store to) take the Triton kernel."""
+    monkeypatch.setattr(registry, "WS_COMPRESS_FROM", 1)
+    q = kernelgen.quantizer(spec, head_dim, device=device)
+    kernel = q._kernels["compress"]
+    sms = torch.cuda.get_device_properties(device).multi_processor_count
+    for rows in (1, 63, 1000, sms * 64 * 9 + 37, sms * 64 * 9 + 37):
+        x = (torch.randn(rows, head_dim, generator=gen) * torch.rand(rows, 1, generator=gen) * 4).half()
+        packed = torch.full((rows, q.packed_dim), 0xA5, dtype=torch.uint8, device=device)  # poison
+        norms = torch.full((rows, 1), float("nan"), device=device)
+        q.compress(x.to(device), out=(packed, norms))
+        ref_packed, ref_norms, ref_codes, y = reference.compress(x, q.rotation.cpu(), q.boundaries.cpu(), q.bits)
+        torch.testing.assert_close(norms.cpu().double().view(-1), ref_norms, rtol=1e-5, atol=1e-6)
+        codes = reference.unpack_bitstream(packed.cpu(), q.bits, head_dim)
+        _check_codes(codes, ref_codes, y, q.boundaries.cpu(), q.precision[torch.float16])
+    assert not kernel._memo, "the Triton kernel ran (its config was looked up)"
+    assert kernel._ws_compiled, "no compiled kernel kept for the direct launch"
+    x = torch.randn(100, head_dim, generator=gen).half().to(device)
+    expected, expected_norms = q.compress(x)
+    shifted = torch.full((100 * q.packed_dim + 4,), 0xA5, dtype=torch.uint8, device=device)[4:].view(100, q.packed_dim)
+    norms = torch.empty(100, 1, device=device)
+    q.compress(x, out=(shifted, norms))
+    assert kernel._memo, "packed rows off 16 bytes did not take the Triton kernel"
+    codes = reference.unpack_bitstream(shifted.cpu(), q.bits, head_dim)
+    assert (codes != reference.unpack_bitstream(expected.cpu(), q.bits, head_dim)).float().mean() <= 0.002
+    torch.testing.assert_close(norms, expected_norms, rtol=1e-5, atol=0)
+
+
+@pytest.mark.skipif(not registry.runs_ws(False), reason="needs an NVIDIA GPU of compute capability 9")
+def test_after_warmup_the_hopper_compress_replays_in_a_cuda_graph(device, gen):
+    """Compress of 2^15 fp16 rows or more at D=256 runs the Gluon kernel (registry.WS_COMPRESS_FROM). After
+    warmup a capture at 70,001 rows records it, and replays equal the eager call on new inputs."""
+    q = kernelgen.quantizer("tq4", 256, device=device)
+    q.warmup(max_rows=1 << 17, dtypes=[torch.float16], ops=("compress",))
+    rows = 70001
+    x = torch.empty(rows, 256, dtype=torch.float16, device=device)
+    packed = torch.full((rows, q.packed_dim), 0xA5, dtype=torch.uint8, device=device)
+    norms = torch.full((rows, 1), float("nan"), device=device)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        q.compress(x, out=(packed, norms))
+    for _ in range(2):
+        x.copy_(torch.randn(rows, 256, generator=gen).half())
+        graph.replay()
+        torch.cuda.synchronize()
+        eager_packed, eager_norms = q.compress(x)
+        assert torch.equal(packed, eager_packed) and torch.equal(norms, eager_norms)
+    assert q._kernels["compress"]._ws, "the Hopper kernel never set up"
+
+
 @pytest.mark.skipif(not registry.runs_ws(False), reason="needs an NVIDIA GPU of compute capability 9")
 def test_the_hopper_decompress_set_up_inside_a_real_cuda_graph_capture_raises_and_runs_outside(device):
     """BoundKernel._ws_state copies the rotation's pieces to the GPU, which a CUDA graph capture cannot hold:
