@@ -119,7 +119,7 @@ TMA_COMPRESS = (MAX_ROW_BUCKET, 3, {128: 2, 64: 4, 256: 1}, {128: 3, 64: 4, 256:
 # D=256 18.4 against 24.3 µs), at 16,384 slower in 3 (tq2 D=256 19.5 against 14.1). The bucket of 32,768
 # holds 16,385 rows on, so the rule stays at the next bucket.
 WS_DECOMPRESS_FROM = 1 << 16
-# Compress of fp16 rows from this row bucket on, on the same GPUs, runs the module's warp-specialized Gluon
+# Compress of 16-bit rows from this row bucket on, on the same GPUs, runs the module's warp-specialized Gluon
 # kernel where it has one (WS_COMPRESS: tq4 and tq2 at D=256, render._ws_compress) instead of its Triton
 # kernel. Measured on an H100 through the quantizer, the Triton kernel at its tuned config, three rounds
 # (benchmarks/experiments/ws_compress_sizes.py): at 32,768 rows the Gluon kernel was faster for both (tq4
@@ -250,11 +250,8 @@ def ws_from(op: str) -> int:
 def takes_ws(op: str, bucket: int, dtype: str, precision: str, ws: bool) -> bool:
     """Whether op at this row bucket, of `dtype` rows (compress) or output (decompress) with `precision`
     products, runs the warp-specialized kernel, where the GPU can (`ws`: runs_ws) and the module has one:
-    fp16 products, from ws_from(op) rows on; compress of fp16 rows (its product takes the rows as they are,
-    as raw_product), decompress of 16-bit output."""
-    if not ws or precision != "fp16" or bucket < ws_from(op):
-        return False
-    return dtype == "float16" if op == "compress" else dtype in ("float16", "bfloat16")
+    fp16 products, from ws_from(op) rows on; 16-bit rows (compress) or output (decompress)."""
+    return ws and precision == "fp16" and bucket >= ws_from(op) and dtype in ("float16", "bfloat16")
 
 
 def row_bucket(n_rows: int) -> int:
@@ -325,10 +322,14 @@ class LoadedVariant:
             pieces = [piece[list(order)] for piece in pieces]
         return torch.cat(pieces).contiguous()
 
-    def joined_rotation(self) -> torch.Tensor:
+    def hopper_compress_rotation(self) -> torch.Tensor:
         """The rotation as the warp-specialized compress takes it (the module's WS_COMPRESS): fp16,
-        (DIM_PAD, DIM_PAD), the padded rotation transposed with its columns in the joined order
-        (PackLayout.joined_columns): the Triton compress's `joined`, which it makes from the slots."""
+        (DIM_PAD, DIM_PAD), the padded rotation transposed, its columns in the order of the Triton kernel's
+        one product a block: where the module takes the rotation transposed, its own order
+        (compress_rotation); where it takes slots, the joined order (PackLayout.joined_columns: the Triton
+        compress's `joined`, which it makes from the slots)."""
+        if getattr(self.module, "COMPRESS_ROTATION", "slots") != "slots":
+            return self.compress_rotation("fp16")
         return self.padded_rotation("fp16").T[:, list(self.layout.joined_columns())].contiguous()
 
     def padded_rotation(self, precision: str) -> torch.Tensor:
@@ -671,8 +672,8 @@ class BoundKernel:
         # 26-30 µs at 65,536 rows (h100-ws_host_time-before.txt); through the launcher 22.7-25.6 µs
         # (h100-ws_host_time.txt), 25.3-67.6 on another machine (-second.txt). Triton specializes
         # pointers on 16-byte alignment, and integers on being 1 (a constant then), on divisibility by 16 and
-        # on 64 bits; the descriptors on their dtype (the output's, for decompress).
-        key = (index_of(device), args[2].base.dtype if self.op == "decompress" else None, n_rows == 1,
+        # on 64 bits; the descriptors on their dtype (the output's for decompress, the rows' for compress).
+        key = (index_of(device), (args[2] if self.op == "decompress" else args[0]).base.dtype, n_rows == 1,
                n_rows % 16 == 0, n_rows > 0x7FFFFFFF, *[t.data_ptr() % 16 == 0 for t in pointers])
         compiled = self._ws_compiled.get(key)
         hooks = self._direct and (_hooked(self._knobs.launch_enter_hook) or _hooked(self._knobs.launch_exit_hook))
@@ -689,20 +690,23 @@ class BoundKernel:
         it takes as pointers; None where a tensor does not start where the kernel needs it (the
         quantizer's own tensors do, an `out=` view may not): on 16 bytes for a tensor TMA reads or writes,
         on the module's WS_PACKED_ALIGN for packed rows that decompress reads by pointers (the width of
-        its loads).
-        compress: (x, slots, packed, norms), the rows and the packed bytes by TMA, the joined rotation for
-        the slots. decompress: (packed, norms, rotation, centroids, out), the output (and one-byte groups)
-        by TMA, the rotation's pieces for the rotation."""
+        its loads), on 4 bytes for packed rows that compress stores as words.
+        compress: (x, rotation, packed, norms), the rows (and one-byte groups) by TMA, the rotation as
+        hopper_compress_rotation gives it. decompress: (packed, norms, rotation, centroids, out), the output
+        (and one-byte groups) by TMA, the rotation's pieces for the rotation."""
         from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
         lay = self.variant.layout
         block = self.variant.module.WS_BLOCK_ROWS.value
         if self.op == "compress":
             x, _, packed, norms = args
-            if x.data_ptr() % 16 or packed.data_ptr() % 16:
+            packed_by_tma = "packed_desc" in self.ws_kernel.arg_names
+            if x.data_ptr() % 16 or packed.data_ptr() % (16 if packed_by_tma else 4):
                 return None
             x_desc = TensorDescriptor(x, [n_rows, lay.head_dim], [lay.head_dim, 1], [block, lay.dim_pad],
-                                      state["x_layout"])
+                                      state["row_layouts"][x.dtype])
+            if not packed_by_tma:
+                return (x_desc, state["rotation_desc"], packed, norms, n_rows), (packed, norms)
             packed_desc = TensorDescriptor(packed, [n_rows, lay.packed_dim], [lay.packed_dim, 1],
                                            [block, lay.slot_pad], state["packed_layout"])
             return (x_desc, state["rotation_desc"], packed_desc, norms, n_rows), (norms,)
@@ -715,15 +719,15 @@ class BoundKernel:
             packed = TensorDescriptor(packed, [n_rows, lay.packed_dim], [lay.packed_dim, 1], [block, lay.slot_pad],
                                       state["packed_layout"])
         out_desc = TensorDescriptor(out, [n_rows, lay.head_dim], [lay.head_dim, 1], [block, lay.dim_pad],
-                                    state["out_layouts"][out.dtype])
+                                    state["row_layouts"][out.dtype])
         pointers = (norms, centroids) + (() if packed_by_tma else (packed,))
         return (packed, state["rotation_desc"], out_desc, norms, centroids, n_rows), pointers
 
     def _ws_state(self, device: torch.device) -> dict | None:
         """What the warp-specialized kernel needs on `device`, made at its first call (None where it cannot
         run there: runs_ws): SMs, the rotation as the kernel takes it (the variant's, the same for every
-        quantizer of it: LoadedVariant.joined_rotation for compress, rotation_pieces for decompress) and its
-        descriptor, and the shared-memory layouts of the other descriptors' blocks."""
+        quantizer of it: LoadedVariant.hopper_compress_rotation for compress, rotation_pieces for
+        decompress) and its descriptor, and the shared-memory layouts of the other descriptors' blocks."""
         index = index_of(device)
         if index not in self._ws:
             state = None
@@ -740,7 +744,7 @@ class BoundKernel:
                 lay = self.variant.layout
                 block = self.variant.module.WS_BLOCK_ROWS.value
                 if self.op == "compress":
-                    rotation = self.variant.joined_rotation().to(device)
+                    rotation = self.variant.hopper_compress_rotation().to(device)
                     box = [lay.dim_pad, lay.dim_pad]
                 else:
                     rotation = self.variant.rotation_pieces().to(device)
@@ -752,8 +756,8 @@ class BoundKernel:
                     "rotation_desc": TensorDescriptor(rotation, list(rotation.shape), [lay.dim_pad, 1], box,
                                                       gl.NVMMASharedLayout.get_default_for(box, gl.float16)),
                     "packed_layout": gl.NVMMASharedLayout.get_default_for([block, lay.slot_pad], gl.uint8),
-                    "x_layout": gl.NVMMASharedLayout.get_default_for([block, lay.dim_pad], gl.float16),
-                    "out_layouts": {dt: gl.NVMMASharedLayout.get_default_for([block, lay.dim_pad], gdt)
+                    # the layouts of blocks of 16-bit rows: compress's input, decompress's output
+                    "row_layouts": {dt: gl.NVMMASharedLayout.get_default_for([block, lay.dim_pad], gdt)
                                     for dt, gdt in ((torch.float16, gl.float16), (torch.bfloat16, gl.bfloat16))},
                 }
             self._ws[index] = state

@@ -404,22 +404,32 @@ def _ws_decompress(layout: PackLayout, precisions: dict[str, str]) -> bool:
             and (layout.bytes_per_group > 1 or layout.packed_dim % 16 == 0))
 
 
-# Compress of fp16 rows of the modules with the joined product (tq4 and tq2 at D=256) gets a second kernel,
-# in Gluon, for Hopper GPUs (the registry's WS_COMPRESS_FROM rule launches it): one program an SM holds the
-# joined rotation in shared memory; two compute partitions of 8 warps each (two warpgroups, each half of the
-# joined columns) take alternate row blocks and turns at the tensor cores, so that one's product runs while
+# Compress of fp16 rows at D=256 gets a second kernel, in Gluon, for Hopper GPUs (the registry's
+# WS_COMPRESS_FROM rule launches it), where the Triton kernel takes one product a block: the joined product
+# (tq4, tq2) or the coordinate-order product in lane-group order (tq3). One program an SM holds that
+# product's rotation in shared memory; two compute partitions of 8 warps each (two warpgroups, each half of
+# the columns) take alternate row blocks and turns at the tensor cores, so that one's product runs while
 # the other searches (the Triton kernel waits for each product as it is issued, every warp in lockstep:
 # Nsight Compute put its tensor pipe at 39.7% and its issue slots at 43.9% of the cycles,
-# experiments/h100-ncu-compress-d256.txt). Measured on an H100, tq4 D=256, 1M fp16 rows
-# (experiments/ws_compress_groups_d256.py, three rounds): 290.4-298.8 µs (78.0% of copy) against
-# 343.5-373.1; without the turns 312.9-328.8. Two partitions of 4 warps each ran slower than the Triton
+# experiments/h100-ncu-compress-d256.txt). Measured on an H100, 1M fp16 rows, three rounds: tq4 D=256
+# 290.4-298.8 µs (78.0% of copy) against 343.5-373.1, without the turns 312.9-328.8
+# (experiments/ws_compress_groups_d256.py); tq3 D=256 287.7-296.2 against 392.5-397.2
+# (experiments/ws_compress_tq3_d256.py). Two partitions of 4 warps each ran slower than the Triton
 # kernel (ws_d256.py: 414.1 against 352.4): a lone warp a scheduler searches too slowly.
+WS_COMPRESS_DIM_PAD = 256
 
 
-def _ws_compress(layout: PackLayout, precisions: dict[str, str], joined: bool, ws_decompress: bool) -> bool:
-    """Whether the module gets the warp-specialized compress (above): the joined product (_joined_product)
-    with fp16 products for fp16 rows, and the warp-specialized decompress's TMA loader (one-byte groups)."""
-    return joined and ws_decompress and layout.bytes_per_group == 1 and precisions.get("float16") == "fp16"
+def _ws_compress(layout: PackLayout, precisions: dict[str, str], joined: bool, lane_groups: bool,
+                 ws_decompress: bool) -> bool:
+    """Whether the module gets the warp-specialized compress (above): rows of WS_COMPRESS_DIM_PAD with fp16
+    products for fp16 rows, where the Triton kernel takes the joined product (_joined_product: one-byte
+    groups, stored by TMA) or the coordinate-order product in lane-group order of unpadded rows (their
+    groups' words stored whole), beside the warp-specialized decompress (its block size)."""
+    if not ws_decompress or layout.dim_pad != WS_COMPRESS_DIM_PAD or precisions.get("float16") != "fp16":
+        return False
+    if joined:
+        return layout.bytes_per_group == 1
+    return lane_groups and layout.head_dim == layout.dim_pad and layout.bytes_per_group == 3
 
 
 def spec_display_path(spec: Spec, root: Path) -> str:
@@ -477,7 +487,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             word_stores=_word_stores(layout), word_groups=layout.dim_pad // layout.codes_per_group if coordinate
             else layout.slot_pad,
             precision=repr(precisions), ws_decompress=ws_decompress,
-            ws_compress=_ws_compress(layout, precisions, joined, ws_decompress),
+            ws_compress=_ws_compress(layout, precisions, joined, lane_groups, ws_decompress),
             interleave=_interleave([f"v{j}" for j in range(layout.codes_per_group)]),
             tune_key='["ROW_BUCKET"]' if spec.autotune.key == "row_bucket" else "[]",
         )

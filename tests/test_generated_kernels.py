@@ -179,41 +179,43 @@ def test_warp_specialized_decompress_matches_reference(spec, head_dim, dtype, de
     assert ((got.float() - expected.float()).abs() / scale).max() <= DECOMPRESS_RTOL[dt]
 
 
-# Compress of fp16 rows runs the module's warp-specialized Gluon kernel from registry.WS_COMPRESS_FROM rows on
-# (tq4 and tq2 at D=256); here from every bucket.
-WS_COMPRESS = [pytest.param(s, d, id=f"{s}-d{d}") for s, d, dtypes, _ in VARIANTS
-               if hasattr(registry.load_variant(s, d).module, "WS_COMPRESS") and "float16" in dtypes]
+# Compress of 16-bit rows runs the module's warp-specialized Gluon kernel from registry.WS_COMPRESS_FROM rows on
+# (every spec at D=256); here from every bucket.
+WS_COMPRESS = [pytest.param(s, d, dt, id=f"{s}-d{d}-{dt}") for s, d, dtypes, _ in VARIANTS
+               if hasattr(registry.load_variant(s, d).module, "WS_COMPRESS")
+               for dt in ("float16", "bfloat16") if dt in dtypes]
 
 
 @pytest.mark.skipif(not registry.runs_ws(False), reason="needs an NVIDIA GPU of compute capability 9")
-@pytest.mark.parametrize("spec,head_dim", WS_COMPRESS)
-def test_warp_specialized_compress_matches_reference(spec, head_dim, device, gen, monkeypatch):
+@pytest.mark.parametrize("spec,head_dim,dtype", WS_COMPRESS)
+def test_warp_specialized_compress_matches_reference(spec, head_dim, dtype, device, gen, monkeypatch):
     """Rows that leave the last block partly filled, programs of one block (or none for the second
     partition), and programs of several blocks each partition (the ring wraps, the turns alternate); the
     last row count twice, the second time through the compiled launcher. Every byte and norm written
-    (poisoned first); norms and codes against the float64 reference. Packed rows off 16 bytes (an `out=`
-    view TMA cannot store to) take the Triton kernel."""
+    (poisoned first); norms and codes against the float64 reference. Packed rows 4 bytes off 16 (an `out=`
+    view): TMA cannot store there, so tq4 and tq2 take the Triton kernel; tq3 stores 4-byte words and runs
+    its Gluon kernel; the codes as the aligned call's."""
     monkeypatch.setattr(registry, "WS_COMPRESS_FROM", 1)
     q = kernelgen.quantizer(spec, head_dim, device=device)
     kernel = q._kernels["compress"]
     sms = torch.cuda.get_device_properties(device).multi_processor_count
     for rows in (1, 63, 1000, sms * 64 * 9 + 37, sms * 64 * 9 + 37):
-        x = (torch.randn(rows, head_dim, generator=gen) * torch.rand(rows, 1, generator=gen) * 4).half()
+        x = (torch.randn(rows, head_dim, generator=gen) * torch.rand(rows, 1, generator=gen) * 4).to(getattr(torch, dtype))
         packed = torch.full((rows, q.packed_dim), 0xA5, dtype=torch.uint8, device=device)  # poison
         norms = torch.full((rows, 1), float("nan"), device=device)
         q.compress(x.to(device), out=(packed, norms))
         ref_packed, ref_norms, ref_codes, y = reference.compress(x, q.rotation.cpu(), q.boundaries.cpu(), q.bits)
         torch.testing.assert_close(norms.cpu().double().view(-1), ref_norms, rtol=1e-5, atol=1e-6)
         codes = reference.unpack_bitstream(packed.cpu(), q.bits, head_dim)
-        _check_codes(codes, ref_codes, y, q.boundaries.cpu(), q.precision[torch.float16])
+        _check_codes(codes, ref_codes, y, q.boundaries.cpu(), q.precision[getattr(torch, dtype)])
     assert not kernel._memo, "the Triton kernel ran (its config was looked up)"
     assert kernel._ws_compiled, "no compiled kernel kept for the direct launch"
-    x = torch.randn(100, head_dim, generator=gen).half().to(device)
+    x = torch.randn(100, head_dim, generator=gen).to(device, getattr(torch, dtype))
     expected, expected_norms = q.compress(x)
     shifted = torch.full((100 * q.packed_dim + 4,), 0xA5, dtype=torch.uint8, device=device)[4:].view(100, q.packed_dim)
     norms = torch.empty(100, 1, device=device)
     q.compress(x, out=(shifted, norms))
-    assert kernel._memo, "packed rows off 16 bytes did not take the Triton kernel"
+    assert bool(kernel._memo) is (q.bits != 3), "packed rows off 16 bytes: the wrong kernel ran"
     codes = reference.unpack_bitstream(shifted.cpu(), q.bits, head_dim)
     assert (codes != reference.unpack_bitstream(expected.cpu(), q.bits, head_dim)).float().mean() <= 0.002
     torch.testing.assert_close(norms, expected_norms, rtol=1e-5, atol=0)

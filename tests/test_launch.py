@@ -445,37 +445,42 @@ def test_warp_specialized_decompress_is_rendered_for_rows_padded_to_256():
 
 # -- the warp-specialized compress (Gluon, Hopper) --------------------------------------------------------
 
-def test_warp_specialized_compress_is_rendered_for_the_joined_product_only():
-    """render._ws_compress: tq4 and tq2 at D=256 (the joined product) carry WS_COMPRESS, naming a Gluon
-    kernel that takes descriptors of the rows, the joined rotation and the packed rows; every other module
-    does not, nor would a joined-product layout whose fp16 rows take fp32 products, or one without the
-    Hopper decompress's loader."""
+def test_warp_specialized_compress_is_rendered_for_one_product_a_block_at_d256():
+    """render._ws_compress: every spec at D=256 carries WS_COMPRESS, naming a Gluon kernel that takes
+    descriptors of the rows and of the rotation, and the packed rows by descriptor (tq4 and tq2, the joined
+    product) or by pointer (tq3, coordinate order, words); every other module does not, nor would a layout
+    whose fp16 rows take fp32 products, one without the Triton kernel's one product a block (D=192 reads
+    its rows in pieces), or one without the Hopper decompress."""
     from kernelgen import render
     from kernelgen.layout import PackLayout
 
     for spec in ("tq4", "tq3", "tq2"):
         for head_dim in (64, 80, 96, 112, 128, 192, 256):
             variant = registry.load_variant(spec, head_dim)
-            expected = (spec, head_dim) in (("tq4", 256), ("tq2", 256))
+            expected = head_dim == 256
             assert hasattr(variant.module, "WS_COMPRESS") is expected, (spec, head_dim)
             bound = registry.BoundKernel(variant, "compress")
             assert (bound.ws_kernel is not None) is expected
             if expected:
                 kernel = getattr(variant.module, variant.module.WS_COMPRESS)
                 assert type(kernel).__name__ == "GluonJITFunction"
-                assert kernel.arg_names == ["x_desc", "joined_desc", "packed_desc", "norms_ptr", "n_rows"]
+                packed = "packed_ptr" if spec == "tq3" else "packed_desc"
+                assert kernel.arg_names == ["x_desc", "rotation_desc", packed, "norms_ptr", "n_rows"]
                 assert bound.ws_warps == 8
             assert registry.BoundKernel(variant, "decompress_rotated").ws_kernel is None
     fp16 = {"float16": "fp16", "bfloat16": "fp16", "float32": "ieee"}
-    assert render._ws_compress(PackLayout(4, 256), fp16, True, True)
-    assert not render._ws_compress(PackLayout(4, 256), {"float16": "ieee", "float32": "ieee"}, True, True)
-    assert not render._ws_compress(PackLayout(4, 256), fp16, False, True)
-    assert not render._ws_compress(PackLayout(4, 256), fp16, True, False)
+    assert render._ws_compress(PackLayout(4, 256), fp16, True, False, True)
+    assert render._ws_compress(PackLayout(3, 256), fp16, False, True, True)
+    assert not render._ws_compress(PackLayout(4, 256), {"float16": "ieee", "float32": "ieee"}, True, False, True)
+    assert not render._ws_compress(PackLayout(4, 256), fp16, False, False, True)
+    assert not render._ws_compress(PackLayout(4, 256), fp16, True, False, False)
+    assert not render._ws_compress(PackLayout(3, 224), fp16, False, True, True)  # groups past the row
+    assert not render._ws_compress(PackLayout(4, 128), fp16, True, False, True)
 
 
 @pytest.mark.parametrize("spec", ["tq4", "tq2"])
 def test_the_hopper_compress_rotation_is_the_triton_kernels_joined_slots(spec):
-    """LoadedVariant.joined_rotation (made on the host for WS_COMPRESS) equals the `joined` that the
+    """LoadedVariant.hopper_compress_rotation (made on the host for WS_COMPRESS) equals the `joined` that the
     Triton compress builds from the slots in its kernel (the same join, reshape and permute, in torch), and
     its order (PackLayout.joined_columns) puts all codes of a group in the columns one thread of the
     product's accumulator holds: lane q of a quad holds columns 8c + 2q and 8c + 2q + 1 of every 8-column
@@ -489,7 +494,7 @@ def test_the_hopper_compress_rotation_is_the_triton_kernels_joined_slots(spec):
     else:
         joined = torch.stack([torch.stack([slots[0], slots[1]], -1), torch.stack([slots[2], slots[3]], -1)], -1)
         joined = joined.reshape(256, lay.slot_pad // 4, 4, 2, 2).permute(0, 1, 4, 2, 3).reshape(256, 256)
-    host = variant.joined_rotation()
+    host = variant.hopper_compress_rotation()
     assert host.dtype == torch.float16 and host.is_contiguous()
     assert torch.equal(host, joined)
     g, columns = lay.codes_per_group, lay.joined_columns()
@@ -502,14 +507,14 @@ def test_the_hopper_compress_rotation_is_the_triton_kernels_joined_slots(spec):
             assert held == {g * group + j for j in range(g)}, (q, a)
 
 
-def test_the_ws_rule_takes_fp16_rows_for_compress_and_16_bit_output_for_decompress(monkeypatch):
-    """registry.takes_ws: from ws_from(op) rows on, where the GPU can (`ws`), with fp16 products; compress
-    only of fp16 rows (its product takes the rows as they are), decompress of fp16 or bf16 output."""
+def test_the_ws_rule_takes_16_bit_rows_for_compress_and_16_bit_output_for_decompress(monkeypatch):
+    """registry.takes_ws: from ws_from(op) rows on, where the GPU can (`ws`), with fp16 products, of 16-bit
+    rows (compress) or output (decompress)."""
     monkeypatch.setattr(registry, "WS_COMPRESS_FROM", 1 << 16)
     monkeypatch.setattr(registry, "WS_DECOMPRESS_FROM", 1 << 15)
     assert registry.takes_ws("compress", 1 << 16, "float16", "fp16", True)
     assert not registry.takes_ws("compress", 1 << 15, "float16", "fp16", True)
-    assert not registry.takes_ws("compress", 1 << 20, "bfloat16", "fp16", True)
+    assert registry.takes_ws("compress", 1 << 20, "bfloat16", "fp16", True)
     assert not registry.takes_ws("compress", 1 << 20, "float32", "tf32x3", True)
     assert not registry.takes_ws("compress", 1 << 20, "float16", "fp16", False)
     assert not registry.takes_ws("compress", 1 << 20, "float16", "ieee", True)
@@ -518,28 +523,40 @@ def test_the_ws_rule_takes_fp16_rows_for_compress_and_16_bit_output_for_decompre
     assert not registry.takes_ws("decompress", 1 << 20, "float32", "fp16", True)
 
 
-@pytest.mark.parametrize("spec", ["tq4", "tq2"])
-def test_warp_specialized_compress_compiles_for_hopper_without_a_gpu(spec):
+@pytest.mark.parametrize("spec,dtype", [("tq4", "float16"), ("tq2", "float16"), ("tq3", "float16"),
+                                        ("tq4", "bfloat16"), ("tq3", "bfloat16")])
+def test_warp_specialized_compress_compiles_for_hopper_without_a_gpu(spec, dtype):
     """The rendered Gluon compress compiles for sm_90a here: two compute partitions of 8 warps and a
     one-warp loader (twenty warps: warps go by fours), each warpgroup's product a wgmma of N=128 (half of
-    the joined columns), the rows by TMA, the module's fp16 search as inline PTX, turns by mbarriers, and
-    shared memory within an H100's 227 KB a block (the 128 KB rotation, two 32 KB row buffers)."""
-    compiled = _compile_ws_for_hopper(spec, 256, op="compress")
+    the rotation's columns), the rows by TMA, turns by mbarriers, and shared memory within an H100's 227 KB
+    a block (the 128 KB rotation, two 32 KB row buffers). tq4 and tq2 search with the module's fp16 PTX
+    and store by TMA; tq3 searches in fp32 and stores 4-byte words, never a byte: 3 a quad of groups, a
+    thread holding one quad of each of its 2 rows, in each partition (besides the norms' 2 stores a
+    partition). bf16 rows are normalized in place as fp16 first (conversions to fp16, none to bf16)."""
+    compiled = _compile_ws_for_hopper(spec, 256, op="compress", dtype=dtype)
     ptx = compiled["ptx"]
     assert compiled["num_warps"] == 20
     assert 128 * 1024 + 2 * 32 * 1024 < compiled["shared"] <= 227 * 1024
     assert "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16" in ptx
-    assert "setmaxnreg" in ptx and "cp.async.bulk.tensor" in ptx and "set.ge.f16x2.f16x2" in ptx
+    assert "setmaxnreg" in ptx and "cp.async.bulk.tensor" in ptx
     assert "mbarrier.try_wait" in ptx.split(".entry")[1]
+    assert ("set.ge.f16x2.f16x2" in ptx) is compiled["by_tma"] is (spec != "tq3")
+    stores = re.findall(r"st\.global[.\w]* ", ptx)
+    assert set(stores) == {"st.global.b32 "}, set(stores)
+    assert len(stores) == 2 * 2 + (0 if compiled["by_tma"] else 2 * 2 * 3), len(stores)
+    if spec == "tq3":  # its search runs in fp32: fp16 conversions only for bf16 rows' operand
+        assert ("cvt.rn.f16x2.f32" in ptx) is (dtype == "bfloat16")
+    assert "cvt.rn.bf16" not in ptx
 
 
-@pytest.mark.parametrize("spec", ["tq4", "tq2"])
+@pytest.mark.parametrize("spec", ["tq4", "tq2", "tq3"])
 def test_warp_specialized_compress_launches_go_through_the_compiled_launcher_once_compiled(spec, monkeypatch):
     """BoundKernel.launch_ws for compress, checked with a fake Gluon kernel and launcher: fp16 rows from
     WS_COMPRESS_FROM on go to the Gluon kernel at 8 warps, with descriptors of the rows (block 64 x 256) and
-    the packed rows (block 64 x SLOT_PAD), the joined rotation's descriptor, and the norms; grid at most one
-    program an SM; the second launch calls the compiled kernel's launcher. bf16 rows, rows below the rule,
-    and rows or packed rows off 16 bytes are declined (the Triton kernel runs)."""
+    of the rotation, the packed rows (tq4, tq2: a descriptor, block 64 x SLOT_PAD; tq3: the tensor) and the
+    norms; grid at most one program an SM; the second launch calls the compiled kernel's launcher; bf16 rows
+    and n_rows off 16 are other specializations. Rows below the rule, rows off 16 bytes, and packed rows off
+    16 bytes (TMA) or off 4 (tq3's word stores) are declined (the Triton kernel runs)."""
     kernel = registry.BoundKernel(registry.load_variant(spec, 256), "compress")
     lay = kernel.variant.layout
     calls = []
@@ -558,8 +575,9 @@ def test_warp_specialized_compress_launches_go_through_the_compiled_launcher_onc
     kernel.ws_kernel = FakeGluon()
     kernel.interpreted, kernel._direct = False, True
     kernel._knobs = SimpleNamespace(launch_enter_hook=HookChain(), launch_exit_hook=HookChain(reversed=True))
-    state = {"sms": 132, "stream": lambda index: f"stream-of-{index}", "rotation_desc": "joined-descriptor",
-             "x_layout": gl.NVMMASharedLayout.get_default_for([64, 256], gl.float16),
+    state = {"sms": 132, "stream": lambda index: f"stream-of-{index}", "rotation_desc": "rotation-descriptor",
+             "row_layouts": {dt: gl.NVMMASharedLayout.get_default_for([64, 256], g)
+                             for dt, g in ((torch.float16, gl.float16), (torch.bfloat16, gl.bfloat16))},
              "packed_layout": gl.NVMMASharedLayout.get_default_for([64, lay.slot_pad], gl.uint8)}
     monkeypatch.setattr(kernel, "_ws_state", lambda device: state)
     monkeypatch.setattr(registry, "launch_compiled", lambda compiled, grid, stream, args:
@@ -576,21 +594,28 @@ def test_warp_specialized_compress_launches_go_through_the_compiled_launcher_onc
     assert kernel.launch_ws(big, big, "float16", dev, first)
     assert kernel.launch_ws(big, big, "float16", dev, first)
     kind, grid, args, warps = calls[0]
-    assert (kind, grid, warps, args[1], args[3:]) == ("gluon", (132, 1), 8, "joined-descriptor", (first[3], big))
+    assert (kind, grid, warps, args[1], args[3:]) == ("gluon", (132, 1), 8, "rotation-descriptor", (first[3], big))
     assert args[0].base is first[0] and args[0].block_shape == [64, 256] and args[0].shape == [big, 256]
-    assert args[2].base is first[2] and args[2].block_shape == [64, lay.slot_pad]
-    assert args[2].shape == [big, lay.packed_dim]
+    if spec == "tq3":
+        assert args[2] is first[2]
+    else:
+        assert args[2].base is first[2] and args[2].block_shape == [64, lay.slot_pad]
+        assert args[2].shape == [big, lay.packed_dim]
     kind, compiled, grid, stream, direct_args = calls[1]
     assert (kind, compiled, grid, stream) == ("direct", "compiled-1", (132, 1), "stream-of-0")
-    assert direct_args[0].base is first[0] and direct_args[1:] == args[1:2] + direct_args[2:3] + args[3:]
+    assert direct_args[0].base is first[0] and direct_args[1] == args[1] and direct_args[3:] == args[3:]
+    assert direct_args[2] is first[2] if spec == "tq3" else direct_args[2].base is first[2]
     before = len(calls)
     assert kernel.launch_ws(63, big, "float16", dev, args_for(63))  # n_rows off 16: another specialization
     assert calls[before][:2] == ("gluon", (1, 1))
-    assert kernel.launch_ws(big, big, "bfloat16", dev, args_for(big, torch.bfloat16)) is False
+    assert kernel.launch_ws(big, big, "bfloat16", dev, args_for(big, torch.bfloat16))  # another specialization
+    assert calls[-1][:2] == ("gluon", (132, 1)) and calls[-1][2][0].base.dtype == torch.bfloat16
+    before = len(calls)
     assert kernel.launch_ws(big, registry.WS_COMPRESS_FROM // 2, "float16", dev, first) is False
     assert kernel.launch_ws(100, big, "float16", dev, args_for(100, x_offset=4)) is False  # 8 bytes in
-    assert kernel.launch_ws(100, big, "float16", dev, args_for(100, packed_offset=4)) is False
-    assert len(calls) == before + 1
+    assert kernel.launch_ws(100, big, "float16", dev, args_for(100, packed_offset=2)) is False
+    assert len(calls) == before
+    assert kernel.launch_ws(100, big, "float16", dev, args_for(100, packed_offset=4)) is (spec == "tq3")
 
 
 def test_the_joined_product_is_rendered_for_tq4_rows_padded_to_256_in_one_box():
@@ -734,7 +759,7 @@ from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 from triton.runtime.jit import mangle_type
 from kernelgen import registry
 
-spec, head_dim, kernels, op = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+spec, head_dim, kernels, op, dtype = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
 if kernels:
     registry.add_kernel_path(kernels)
 variant = registry.load_variant(spec, head_dim)
@@ -748,17 +773,21 @@ def desc(t, shape, box, dtype):
 
 if op == "compress":
     kernel = getattr(module, module.WS_COMPRESS)
-    joined = variant.joined_rotation()
-    signature = {"x_desc": mangle_type(desc(torch.zeros(4, head_dim, dtype=torch.float16), [4, head_dim],
-                                            [block, lay.dim_pad], gl.float16)),
-                 "joined_desc": mangle_type(desc(joined, list(joined.shape), list(joined.shape), gl.float16)),
-                 "packed_desc": mangle_type(desc(torch.zeros(4, lay.packed_dim, dtype=torch.uint8),
-                                                 [4, lay.packed_dim], [block, lay.slot_pad], gl.uint8)),
+    rotation = variant.hopper_compress_rotation()
+    by_tma = "packed_desc" in kernel.arg_names
+    signature = {"x_desc": mangle_type(desc(torch.zeros(4, head_dim, dtype=getattr(torch, dtype)), [4, head_dim],
+                                            [block, lay.dim_pad], getattr(gl, dtype))),
+                 "rotation_desc": mangle_type(desc(rotation, list(rotation.shape), list(rotation.shape), gl.float16)),
+                 kernel.arg_names[2]: mangle_type(desc(torch.zeros(4, lay.packed_dim, dtype=torch.uint8),
+                                                       [4, lay.packed_dim], [block, lay.slot_pad], gl.uint8))
+                 if by_tma else "*u8",
                  "norms_ptr": "*fp32", "n_rows": "i32"}
-    source = GluonASTSource(fn=kernel, signature=signature, constexprs={}, attrs={(3,): [["tt.divisibility", 16]]})
+    pointers = (3,) if by_tma else (2, 3)
+    source = GluonASTSource(fn=kernel, signature=signature, constexprs={},
+                            attrs={(i,): [["tt.divisibility", 16]] for i in pointers})
     compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": 8})
     print(json.dumps({"num_warps": compiled.metadata.num_warps, "shared": compiled.metadata.shared,
-                      "ptx": compiled.asm["ptx"]}))
+                      "ptx": compiled.asm["ptx"], "by_tma": by_tma}))
     sys.exit(0)
 pieces = variant.rotation_pieces()
 kernel = getattr(module, module.WS_DECOMPRESS)
@@ -779,12 +808,12 @@ print(json.dumps({"num_warps": compiled.metadata.num_warps, "shared": compiled.m
 """
 
 
-def _compile_ws_for_hopper(spec, head_dim, kernels="", op="decompress"):
-    """The module's WS_DECOMPRESS (or WS_COMPRESS) compiled for sm_90a on this machine (ptxas ships with
-    Triton), in a fresh process without the interpreter: its warps, shared memory, PTX and (decompress)
-    whether it reads the packed rows by TMA."""
+def _compile_ws_for_hopper(spec, head_dim, kernels="", op="decompress", dtype="float16"):
+    """The module's WS_DECOMPRESS (or WS_COMPRESS, of `dtype` rows) compiled for sm_90a on this machine
+    (ptxas ships with Triton), in a fresh process without the interpreter: its warps, shared memory, PTX and
+    whether it reads (decompress) or stores (compress) the packed rows by TMA."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    run = subprocess.run([sys.executable, "-c", _COMPILE_WS, spec, str(head_dim), str(kernels), op], env=env,
+    run = subprocess.run([sys.executable, "-c", _COMPILE_WS, spec, str(head_dim), str(kernels), op, dtype], env=env,
                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-4000:]
     return json.loads(run.stdout.splitlines()[-1])
@@ -854,7 +883,7 @@ def test_warp_specialized_launches_go_through_the_compiled_launcher_once_a_speci
     kernel._knobs = SimpleNamespace(launch_enter_hook=HookChain(), launch_exit_hook=HookChain(reversed=True))
     state = {"sms": 132, "stream": lambda index: f"stream-of-{index}", "rotation_desc": "pieces-descriptor",
              "packed_layout": gl.NVMMASharedLayout.get_default_for([64, lay.slot_pad], gl.uint8),
-             "out_layouts": {dt: gl.NVMMASharedLayout.get_default_for([64, 256], g)
+             "row_layouts": {dt: gl.NVMMASharedLayout.get_default_for([64, 256], g)
                              for dt, g in ((torch.float16, gl.float16), (torch.bfloat16, gl.bfloat16))}}
     monkeypatch.setattr(kernel, "_ws_state", lambda device: state)
     monkeypatch.setattr(registry, "launch_compiled", lambda compiled, grid, stream, args:

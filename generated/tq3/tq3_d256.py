@@ -441,6 +441,22 @@ WS_PACKED_ALIGN = 8
 
 
 @gluon.jit
+def _ws_load(packed_desc, ring, ready, empty, n_blocks):
+    """Loader partition (one warp): this program's row blocks (every num_programs-th from program_id) into
+    the ring by TMA, zeros past the descriptor's rows and columns; a buffer is refilled once `empty` says it
+    was read. Compress's fp16 rows (WS_COMPRESS; decompress reads its packed rows by pointers)."""
+    BM: gl.constexpr = packed_desc.block_type.shape[0]
+    S: gl.constexpr = ring.type.shape[0]
+    pid = gl.program_id(0)
+    programs = gl.num_programs(0)
+    for i in range(gl.cdiv(n_blocks - pid, programs)):
+        s = i % S
+        mbarrier.wait(empty.index(s), ((i // S) & 1) ^ 1)
+        mbarrier.expect(ready.index(s), packed_desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(packed_desc, [(pid + i * programs) * BM, 0], ready.index(s), ring.index(s))
+
+
+@gluon.jit
 def _ws_quarter_loads(units, first, packed_rows, quarters, n_rows):
     """The packed bytes of rows first .. first + BM - 1 (none past n_rows), a quarter of a row a thread as
     its layout (`quarter` below) gives: 3 words of 8 bytes each, (BM, 4)."""
@@ -560,3 +576,131 @@ def tq3_d256_decompress_ws(packed_ptr, pieces_desc, out_desc, norms_ptr, centroi
         (_ws_decompress_blocks, (packed_ptr, pieces, pieces_bar, outs.index(1), out_desc, norms_ptr, centroids_ptr,
                                  n_rows, n_blocks, 1)),
     ], [4], [WS_WORKER_REGS])
+
+
+# -- compress on Hopper GPUs, warp-specialized (Gluon) ------------------------------------------------------
+# The registry launches WS_COMPRESS instead of tq3_d256_compress for large row counts of 16-bit rows on NVIDIA
+# GPUs of compute capability 9 (registry.WS_COMPRESS_FROM, where the measurements are); elsewhere, and under the
+# Triton interpreter, the kernel above runs. One program an SM holds in shared memory the rotation as the
+# Triton kernel's product takes it, made on the host (registry.LoadedVariant.hopper_compress_rotation):
+# transposed, its columns in lane-group order (layout.PackLayout.lane_group_columns).
+# Two compute partitions of 8 warps each take alternate row blocks and take turns at the tensor cores (two
+# mbarriers, `turn`), so that one partition's product runs while the other searches; both keep the Triton
+# kernel's two warps a scheduler for the search. A one-warp partition brings the rows by TMA (_ws_load; one
+# buffer a compute partition); the packed bytes leave as 4-byte words, as the Triton
+# kernel's (the packed rows must start on 4 bytes).
+# Measured on an H100 (fp16 rows), 1M rows, three rounds: tq4 D=256 290.4-298.8 µs (78.0% of copy) against 343.5-373.1
+# for the Triton kernel, without the turns 312.9-328.8 (benchmarks/experiments/ws_compress_groups_d256.py);
+# tq3 D=256 287.7-296.2 against 392.5-397.2 (ws_compress_tq3_d256.py).
+WS_COMPRESS = "tq3_d256_compress_ws"
+WS_COMPRESS_WORKER_REGS = gl.constexpr(112)  # registers a thread of the second compute partition (the first takes the rest)
+
+
+@gluon.jit
+def _ws_compress_blocks(ring, ready, empty, rotation, rotation_bar, turn, packed_ptr, norms_ptr, n_rows,
+                        n_blocks, PART: gl.constexpr):
+    """Compute partition PART of 2 (8 warps): blocks PART, PART + 2, ... of this program, in ring buffer PART.
+    A block: the norm from the rows in shared memory (each warp 8 rows); bf16 rows then normalized there in
+    place, as fp16 (fp16 may not hold them as they are; the Triton kernel's RAW_PRODUCT rule); after the
+    other partition's product, one product with the rotation (each warpgroup half of its columns, fp32
+    accumulation), of fp16 rows as they are, scaled by 1 / (norm + eps) after; then as the Triton kernel:
+    each group's codes summed into
+    its word inside a thread (the lane-group order), four groups' words stored as three 4-byte words (no
+    rows past n_rows)."""
+    BM: gl.constexpr = ring.type.shape[1]
+    D: gl.constexpr = ring.type.shape[2]
+    mma: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 2], instr_shape=[16, D // 2, 16])
+    rows_layout: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [8, 1], [1, 0])
+    pid = gl.program_id(0)
+    programs = gl.num_programs(0)
+    zero = gl.zeros((BM, D), gl.float32, mma)
+    QUADS: gl.constexpr = D // 32  # four groups (three 4-byte words) a quad
+    c = gl.arange(0, D, layout=gl.SliceLayout(0, mma))
+    slot = 2 * ((c // 8) % 4) + c % 2  # column 8b + 2q + e of a group's chunks: slot 2b + e
+    scale = gl.expand_dims((1 << (3 * (7 - slot))).to(gl.float32), 0)
+    mbarrier.wait(rotation_bar, 0)
+    for i in range(PART, gl.cdiv(n_blocks - pid, programs), 2):
+        first = (pid + i * programs) * BM
+        mbarrier.wait(ready.index(PART), (i // 2) & 1)
+        x_smem = ring.index(PART)
+        sum_sq = gl.zeros((BM,), gl.float32, gl.SliceLayout(1, rows_layout))
+        for k in gl.static_range(D // 64):  # 64 columns at a time (fewer registers live)
+            x = x_smem.slice(k * 64, 64, dim=1).load(rows_layout).to(gl.float32)
+            sum_sq += gl.sum(x * x, axis=1)
+        norm = gl.sqrt(sum_sq)
+        rows = first + gl.arange(0, BM, layout=gl.SliceLayout(1, rows_layout))
+        gl.store(norms_ptr + rows, norm, mask=rows < n_rows)
+        inv = 1.0 / (norm + NORM_EPS)
+        if ring.dtype == gl.bfloat16:  # normalized first, in place, as fp16 (the Triton kernel's rounding)
+            operand = x_smem._reinterpret(gl.float16, [BM, D], x_smem.layout)
+            for k in gl.static_range(D // 64):
+                x = x_smem.slice(k * 64, 64, dim=1).load(rows_layout).to(gl.float32)
+                operand.slice(k * 64, 64, dim=1).store((x * gl.expand_dims(inv, 1)).to(gl.float16))
+            fence_async_shared()  # these writes before the product reads them
+            gl.thread_barrier()
+        else:  # fp16: the rows as they are, the product scaled after
+            operand = x_smem
+        # partition 0 first, then each after the other's product (i // 2: this partition's blocks so far)
+        mbarrier.wait(turn.index(PART), ((i // 2) & 1) ^ (1 - PART))
+        acc = warpgroup_mma(operand, rotation, zero, use_acc=False)
+        mbarrier.arrive(turn.index(1 - PART), count=1)
+        gl.thread_barrier()  # both warpgroups' products and the norm have read the buffer
+        fence_async_shared()  # those reads before the loader's next TMA write of it
+        mbarrier.arrive(empty.index(PART), count=1)
+        if ring.dtype == gl.bfloat16:
+            y = acc
+        else:
+            y = acc * gl.expand_dims(gl.convert_layout(inv, gl.SliceLayout(1, mma)), 1)
+        # each group's codes scaled into their bits and summed inside its thread (the lane-group order),
+        # the groups in order 8q + a
+        codes = (_signed_code(y) * scale).reshape([BM, 8, 4, 4, 2])  # [row, a, b, q, e]
+        word = gl.sum(gl.sum(codes, axis=4), axis=2).permute([0, 2, 1]).reshape([BM, D // 8])
+        word = (word + 8388607.5).to(gl.int32)
+        g02, g13 = word.reshape([BM, QUADS, 2, 2]).split()  # [row, quad, s, t]: group 4 quad + 2s + t
+        g0, g2 = g02.split()
+        g1, g3 = g13.split()
+        # the quad's 12 bytes, MSB first a group, as three little-endian words
+        p0 = (g0 >> 16) | (g0 & 0xFF00) | ((g0 << 16) & 0xFF0000) | ((g1 >> 16) << 24)
+        p1 = ((g1 >> 8) & 0xFF) | ((g1 << 8) & 0xFF00) | (g2 & 0xFF0000) | (((g2 >> 8) & 0xFF) << 24)
+        p2 = (g2 & 0xFF) | ((g3 >> 8) & 0xFF00) | ((g3 << 8) & 0xFF0000) | (g3 << 24)
+        words: gl.constexpr = p0.type.layout
+        out_rows = first + gl.arange(0, BM, layout=gl.SliceLayout(1, words))
+        quads = gl.arange(0, QUADS, layout=gl.SliceLayout(0, words))
+        out = packed_ptr.to(gl.pointer_type(gl.int32)) + gl.expand_dims(out_rows.to(gl.int64) * (PACKED_DIM // 4), 1)
+        out = out + gl.expand_dims(quads * 3, 0)
+        ok = gl.expand_dims(out_rows < n_rows, 1)
+        gl.store(out, p0, mask=ok)
+        gl.store(out + 1, p1, mask=ok)
+        gl.store(out + 2, p2, mask=ok)
+
+
+@gluon.jit
+def tq3_d256_compress_ws(x_desc, rotation_desc, packed_ptr, norms_ptr, n_rows):
+    """tq3_d256_compress of 16-bit rows for Hopper GPUs (see above): one program an SM (the grid at most one
+    a block of WS_BLOCK_ROWS rows), 8 warps a compute partition (launched with num_warps=8). x_desc:
+    (n_rows, 256) fp16 or bf16, block WS_BLOCK_ROWS x 256; rotation_desc: (256, 256) fp16, one
+    block; packed: (n_rows, 96) uint8, starting on 4 bytes; norms: (n_rows,) fp32."""
+    BM: gl.constexpr = x_desc.block_type.shape[0]
+    D: gl.constexpr = x_desc.block_type.shape[1]
+    gl.static_assert(BM == WS_BLOCK_ROWS and D == DIM_PAD, "blocks of WS_BLOCK_ROWS rows")
+    rotation = gl.allocate_shared_memory(gl.float16, [D, D], rotation_desc.layout)
+    ring = gl.allocate_shared_memory(x_desc.dtype, [2, BM, D], x_desc.layout)  # a buffer a compute partition
+    ready = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    empty = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    rotation_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    for s in gl.static_range(2):
+        mbarrier.init(ready.index(s), count=1)
+        mbarrier.init(empty.index(s), count=1)
+        mbarrier.init(turn.index(s), count=1)
+    mbarrier.init(rotation_bar, count=1)
+    mbarrier.expect(rotation_bar, rotation_desc.block_type.nbytes)
+    tma.async_copy_global_to_shared(rotation_desc, [0, 0], rotation_bar, rotation)
+    n_blocks = gl.cdiv(n_rows, BM)
+    gl.warp_specialize([
+        (_ws_compress_blocks, (ring, ready, empty, rotation, rotation_bar, turn, packed_ptr, norms_ptr, n_rows,
+                               n_blocks, 0)),
+        (_ws_load, (x_desc, ring, ready, empty, n_blocks)),
+        (_ws_compress_blocks, (ring, ready, empty, rotation, rotation_bar, turn, packed_ptr, norms_ptr, n_rows,
+                               n_blocks, 1)),
+    ], [1, 8], [24, WS_COMPRESS_WORKER_REGS])

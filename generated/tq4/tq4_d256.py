@@ -576,30 +576,33 @@ def tq4_d256_decompress_ws(packed_desc, pieces_desc, out_desc, norms_ptr, centro
 
 
 # -- compress on Hopper GPUs, warp-specialized (Gluon) ------------------------------------------------------
-# The registry launches WS_COMPRESS instead of tq4_d256_compress for large row counts of fp16 rows on NVIDIA GPUs
-# of compute capability 9 (registry.WS_COMPRESS_FROM, where the measurements are); elsewhere, and under the
-# Triton interpreter, the kernel above runs. One program an SM holds the joined rotation in shared memory: the
-# Triton kernel's `joined` (column c holds coordinate layout.PackLayout.joined_columns()[c]), made on the host
-# (registry.LoadedVariant.joined_rotation). Two compute partitions of 8 warps each take alternate row blocks
-# and take turns at the tensor cores (two mbarriers, `turn`), so that one partition's product runs while the
-# other searches; both keep the Triton kernel's two warps a scheduler for the search. A one-warp partition
-# brings the rows by TMA (_ws_load; one buffer a compute partition), the bytes leave by TMA.
-# Measured on an H100, tq4 D=256, 1M fp16 rows (benchmarks/experiments/ws_compress_groups_d256.py, three
-# rounds): 290.4-298.8 µs (78.0% of copy) against 343.5-373.1 for the Triton kernel; without the turns
-# 312.9-328.8.
+# The registry launches WS_COMPRESS instead of tq4_d256_compress for large row counts of 16-bit rows on NVIDIA
+# GPUs of compute capability 9 (registry.WS_COMPRESS_FROM, where the measurements are); elsewhere, and under the
+# Triton interpreter, the kernel above runs. One program an SM holds in shared memory the rotation as the
+# Triton kernel's product takes it, made on the host (registry.LoadedVariant.hopper_compress_rotation):
+# the Triton kernel's `joined`, column c holding coordinate layout.PackLayout.joined_columns()[c].
+# Two compute partitions of 8 warps each take alternate row blocks and take turns at the tensor cores (two
+# mbarriers, `turn`), so that one partition's product runs while the other searches; both keep the Triton
+# kernel's two warps a scheduler for the search. A one-warp partition brings the rows by TMA (_ws_load; one
+# buffer a compute partition); the bytes leave by TMA.
+# Measured on an H100 (fp16 rows), 1M rows, three rounds: tq4 D=256 290.4-298.8 µs (78.0% of copy) against 343.5-373.1
+# for the Triton kernel, without the turns 312.9-328.8 (benchmarks/experiments/ws_compress_groups_d256.py);
+# tq3 D=256 287.7-296.2 against 392.5-397.2 (ws_compress_tq3_d256.py).
 WS_COMPRESS = "tq4_d256_compress_ws"
 WS_COMPRESS_WORKER_REGS = gl.constexpr(112)  # registers a thread of the second compute partition (the first takes the rest)
 
 
 @gluon.jit
-def _ws_compress_blocks(ring, ready, empty, joined, joined_bar, turn, out_smem, packed_desc, norms_ptr, n_rows,
+def _ws_compress_blocks(ring, ready, empty, rotation, rotation_bar, turn, out_smem, packed_desc, norms_ptr, n_rows,
                         n_blocks, PART: gl.constexpr):
     """Compute partition PART of 2 (8 warps): blocks PART, PART + 2, ... of this program, in ring buffer PART.
-    A block: the norm from the fp16 rows in shared memory (each warp 8 rows); after the other partition's
-    product, one product of the rows as they are with the joined rotation (each warpgroup half of its
-    columns, fp32 accumulation), scaled by 1 / (norm + eps); the slots split off the accumulator as the
-    Triton kernel splits them; the fp16 byte search (BYTE_SEARCH_PTX); the bytes by TMA (rows past n_rows
-    and bytes past PACKED_DIM are dropped by it)."""
+    A block: the norm from the rows in shared memory (each warp 8 rows); bf16 rows then normalized there in
+    place, as fp16 (fp16 may not hold them as they are; the Triton kernel's RAW_PRODUCT rule); after the
+    other partition's product, one product with the rotation (each warpgroup half of its columns, fp32
+    accumulation), of fp16 rows as they are, scaled by 1 / (norm + eps) after; then as the Triton kernel:
+    the slots split off the
+    accumulator, the fp16 byte search (BYTE_SEARCH_PTX); the bytes by TMA (rows past n_rows and bytes past
+    PACKED_DIM are dropped by it)."""
     BM: gl.constexpr = ring.type.shape[1]
     D: gl.constexpr = ring.type.shape[2]
     mma: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 2], instr_shape=[16, D // 2, 16])
@@ -607,26 +610,39 @@ def _ws_compress_blocks(ring, ready, empty, joined, joined_bar, turn, out_smem, 
     pid = gl.program_id(0)
     programs = gl.num_programs(0)
     zero = gl.zeros((BM, D), gl.float32, mma)
-    mbarrier.wait(joined_bar, 0)
+    mbarrier.wait(rotation_bar, 0)
     for i in range(PART, gl.cdiv(n_blocks - pid, programs), 2):
         first = (pid + i * programs) * BM
         mbarrier.wait(ready.index(PART), (i // 2) & 1)
         x_smem = ring.index(PART)
         sum_sq = gl.zeros((BM,), gl.float32, gl.SliceLayout(1, rows_layout))
-        for c in gl.static_range(D // 64):  # 64 columns at a time (fewer registers live)
-            x = x_smem.slice(c * 64, 64, dim=1).load(rows_layout).to(gl.float32)
+        for k in gl.static_range(D // 64):  # 64 columns at a time (fewer registers live)
+            x = x_smem.slice(k * 64, 64, dim=1).load(rows_layout).to(gl.float32)
             sum_sq += gl.sum(x * x, axis=1)
         norm = gl.sqrt(sum_sq)
         rows = first + gl.arange(0, BM, layout=gl.SliceLayout(1, rows_layout))
         gl.store(norms_ptr + rows, norm, mask=rows < n_rows)
+        inv = 1.0 / (norm + NORM_EPS)
+        if ring.dtype == gl.bfloat16:  # normalized first, in place, as fp16 (the Triton kernel's rounding)
+            operand = x_smem._reinterpret(gl.float16, [BM, D], x_smem.layout)
+            for k in gl.static_range(D // 64):
+                x = x_smem.slice(k * 64, 64, dim=1).load(rows_layout).to(gl.float32)
+                operand.slice(k * 64, 64, dim=1).store((x * gl.expand_dims(inv, 1)).to(gl.float16))
+            fence_async_shared()  # these writes before the product reads them
+            gl.thread_barrier()
+        else:  # fp16: the rows as they are, the product scaled after
+            operand = x_smem
         # partition 0 first, then each after the other's product (i // 2: this partition's blocks so far)
         mbarrier.wait(turn.index(PART), ((i // 2) & 1) ^ (1 - PART))
-        acc = warpgroup_mma(x_smem, joined, zero, use_acc=False)
+        acc = warpgroup_mma(operand, rotation, zero, use_acc=False)
         mbarrier.arrive(turn.index(1 - PART), count=1)
         gl.thread_barrier()  # both warpgroups' products and the norm have read the buffer
         fence_async_shared()  # those reads before the loader's next TMA write of it
         mbarrier.arrive(empty.index(PART), count=1)
-        y = acc * gl.expand_dims(gl.convert_layout(1.0 / (norm + NORM_EPS), gl.SliceLayout(1, mma)), 1)
+        if ring.dtype == gl.bfloat16:
+            y = acc
+        else:
+            y = acc * gl.expand_dims(gl.convert_layout(inv, gl.SliceLayout(1, mma)), 1)
         y0, y1 = y.reshape([BM, SLOT_PAD, 2]).split()  # a thread holds neighbouring columns: no data moves
         word = gl.inline_asm_elementwise(BYTE_SEARCH_PTX, "=r,r,r",
                                          [y0.to(gl.float16), y1.to(gl.float16)],
@@ -641,34 +657,34 @@ def _ws_compress_blocks(ring, ready, empty, joined, joined_bar, turn, out_smem, 
 
 
 @gluon.jit
-def tq4_d256_compress_ws(x_desc, joined_desc, packed_desc, norms_ptr, n_rows):
-    """tq4_d256_compress of fp16 rows for Hopper GPUs (see above): one program an SM (the grid at most one a
-    block of WS_BLOCK_ROWS rows), 8 warps a compute partition (launched with num_warps=8). x_desc:
-    (n_rows, 256) fp16, block WS_BLOCK_ROWS x 256 (zeros past the row); joined_desc: (256, 256) fp16, one
+def tq4_d256_compress_ws(x_desc, rotation_desc, packed_desc, norms_ptr, n_rows):
+    """tq4_d256_compress of 16-bit rows for Hopper GPUs (see above): one program an SM (the grid at most one
+    a block of WS_BLOCK_ROWS rows), 8 warps a compute partition (launched with num_warps=8). x_desc:
+    (n_rows, 256) fp16 or bf16, block WS_BLOCK_ROWS x 256; rotation_desc: (256, 256) fp16, one
     block; packed_desc: (n_rows, 128) uint8, block WS_BLOCK_ROWS x 128; norms: (n_rows,) fp32."""
     BM: gl.constexpr = x_desc.block_type.shape[0]
     D: gl.constexpr = x_desc.block_type.shape[1]
     G: gl.constexpr = packed_desc.block_type.shape[1]
     gl.static_assert(BM == WS_BLOCK_ROWS and D == DIM_PAD and G == SLOT_PAD, "blocks of WS_BLOCK_ROWS padded rows")
-    joined = gl.allocate_shared_memory(gl.float16, [D, D], joined_desc.layout)
-    ring = gl.allocate_shared_memory(gl.float16, [2, BM, D], x_desc.layout)  # a buffer a compute partition
+    rotation = gl.allocate_shared_memory(gl.float16, [D, D], rotation_desc.layout)
+    ring = gl.allocate_shared_memory(x_desc.dtype, [2, BM, D], x_desc.layout)  # a buffer a compute partition
     outs = gl.allocate_shared_memory(gl.uint8, [2, BM, G], packed_desc.layout)
     ready = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     empty = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    joined_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    rotation_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     for s in gl.static_range(2):
         mbarrier.init(ready.index(s), count=1)
         mbarrier.init(empty.index(s), count=1)
         mbarrier.init(turn.index(s), count=1)
-    mbarrier.init(joined_bar, count=1)
-    mbarrier.expect(joined_bar, joined_desc.block_type.nbytes)
-    tma.async_copy_global_to_shared(joined_desc, [0, 0], joined_bar, joined)
+    mbarrier.init(rotation_bar, count=1)
+    mbarrier.expect(rotation_bar, rotation_desc.block_type.nbytes)
+    tma.async_copy_global_to_shared(rotation_desc, [0, 0], rotation_bar, rotation)
     n_blocks = gl.cdiv(n_rows, BM)
     gl.warp_specialize([
-        (_ws_compress_blocks, (ring, ready, empty, joined, joined_bar, turn, outs.index(0), packed_desc, norms_ptr,
-                               n_rows, n_blocks, 0)),
+        (_ws_compress_blocks, (ring, ready, empty, rotation, rotation_bar, turn, outs.index(0), packed_desc, norms_ptr, n_rows,
+                               n_blocks, 0)),
         (_ws_load, (x_desc, ring, ready, empty, n_blocks)),
-        (_ws_compress_blocks, (ring, ready, empty, joined, joined_bar, turn, outs.index(1), packed_desc, norms_ptr,
-                               n_rows, n_blocks, 1)),
+        (_ws_compress_blocks, (ring, ready, empty, rotation, rotation_bar, turn, outs.index(1), packed_desc, norms_ptr, n_rows,
+                               n_blocks, 1)),
     ], [1, 8], [24, WS_COMPRESS_WORKER_REGS])
