@@ -26,6 +26,8 @@
 # dtype in three processes 85-86 s, then its tuning 9 s. Tenth session (benchmarks/h100-ws-decompress.md):
 # TUNE_SPECS="tq4 tq2" HEAD_DIMS="192 256" STOP_AFTER_TUNE=1 182-203 s, TUNE_SPECS="tq3" the same 160 s;
 # SKIP_TUNE with SKIP_TESTS 171 s.
+# Twelfth session (benchmarks/h100-ws-compress.md): TUNE_SPECS="tq4 tq3 tq2" HEAD_DIMS="256" STOP_AFTER_TUNE=1
+# 146-186 s; SKIP_TUNE with SKIP_TESTS 133-156 s.
 set -o pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 FINAL=${OUT:-/tmp/kernelgen-out}; LOGS=${LOGS:-/tmp/kernelgen-logs}; mkdir -p "$FINAL" "$LOGS/tuned"

@@ -404,7 +404,7 @@ def _ws_decompress(layout: PackLayout, precisions: dict[str, str]) -> bool:
             and (layout.bytes_per_group > 1 or layout.packed_dim % 16 == 0))
 
 
-# Compress of fp16 rows at D=256 gets a second kernel, in Gluon, for Hopper GPUs (the registry's
+# Compress of 16-bit rows at D=256 gets a second kernel, in Gluon, for Hopper GPUs (the registry's
 # WS_COMPRESS_FROM rule launches it), where the Triton kernel takes one product a block: the joined product
 # (tq4, tq2) or the coordinate-order product in lane-group order (tq3). One program an SM holds that
 # product's rotation in shared memory; two compute partitions of 8 warps each (two warpgroups, each half of
@@ -414,15 +414,17 @@ def _ws_decompress(layout: PackLayout, precisions: dict[str, str]) -> bool:
 # experiments/h100-ncu-compress-d256.txt). Measured on an H100, 1M fp16 rows, three rounds: tq4 D=256
 # 290.4-298.8 µs (78.0% of copy) against 343.5-373.1, without the turns 312.9-328.8
 # (experiments/ws_compress_groups_d256.py); tq3 D=256 287.7-296.2 against 392.5-397.2
-# (experiments/ws_compress_tq3_d256.py). Two partitions of 4 warps each ran slower than the Triton
-# kernel (ws_d256.py: 414.1 against 352.4): a lone warp a scheduler searches too slowly.
+# (experiments/ws_compress_tq3_d256.py); bf16 rows, normalized in their row buffer first, tq4 291.8-292.3
+# against 408.2-411.6 (experiments/h100-ws_compress_sizes-bf16-once.txt). Two partitions of 4 warps each
+# ran slower than the Triton kernel (ws_d256.py: 414.1 against 352.4): a lone warp a scheduler searches too
+# slowly; so did this kernel at D=128 (ws_compress_d128.py: 143.8 against 134.0 for tq4 fp16 rows).
 WS_COMPRESS_DIM_PAD = 256
 
 
 def _ws_compress(layout: PackLayout, precisions: dict[str, str], joined: bool, lane_groups: bool,
                  ws_decompress: bool) -> bool:
     """Whether the module gets the warp-specialized compress (above): rows of WS_COMPRESS_DIM_PAD with fp16
-    products for fp16 rows, where the Triton kernel takes the joined product (_joined_product: one-byte
+    products for 16-bit rows (the spec's fp16 dtype says), where the Triton kernel takes the joined product (_joined_product: one-byte
     groups, stored by TMA) or the coordinate-order product in lane-group order of unpadded rows (their
     groups' words stored whole), beside the warp-specialized decompress (its block size)."""
     if not ws_decompress or layout.dim_pad != WS_COMPRESS_DIM_PAD or precisions.get("float16") != "fp16":

@@ -10,7 +10,8 @@ with each other.
 Usage (CUDA machine of compute capability 9, repo root):
 PYTHONPATH=$PWD python3 benchmarks/experiments/ws_compress_sizes.py [SPEC ...] (default: tq4 tq2, the run of
 h100-ws_compress_sizes.txt; -tq3.txt: tq3, after its kernel was added; -bf16.txt: all three, bf16 rows,
-after the kernels took them); ROWS="..." sets the row counts
+after the kernels took them; -bf16-once.txt: the same once they read a bf16 block once); ROWS="..." sets
+the row counts
 """
 import os
 import sys

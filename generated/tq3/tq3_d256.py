@@ -623,23 +623,26 @@ def _ws_compress_blocks(ring, ready, empty, rotation, rotation_bar, turn, packed
         first = (pid + i * programs) * BM
         mbarrier.wait(ready.index(PART), (i // 2) & 1)
         x_smem = ring.index(PART)
-        sum_sq = gl.zeros((BM,), gl.float32, gl.SliceLayout(1, rows_layout))
-        for k in gl.static_range(D // 64):  # 64 columns at a time (fewer registers live)
-            x = x_smem.slice(k * 64, 64, dim=1).load(rows_layout).to(gl.float32)
-            sum_sq += gl.sum(x * x, axis=1)
-        norm = gl.sqrt(sum_sq)
-        rows = first + gl.arange(0, BM, layout=gl.SliceLayout(1, rows_layout))
-        gl.store(norms_ptr + rows, norm, mask=rows < n_rows)
-        inv = 1.0 / (norm + NORM_EPS)
-        if ring.dtype == gl.bfloat16:  # normalized first, in place, as fp16 (the Triton kernel's rounding)
+        if ring.dtype == gl.bfloat16:
+            # normalized first, as fp16 (the Triton kernel's rounding), in place: the block is read once, each
+            # thread writing back the elements it read
+            x = x_smem.load(rows_layout).to(gl.float32)
+            norm = gl.sqrt(gl.sum(x * x, axis=1))
+            inv = 1.0 / (norm + NORM_EPS)
             operand = x_smem._reinterpret(gl.float16, [BM, D], x_smem.layout)
-            for k in gl.static_range(D // 64):
-                x = x_smem.slice(k * 64, 64, dim=1).load(rows_layout).to(gl.float32)
-                operand.slice(k * 64, 64, dim=1).store((x * gl.expand_dims(inv, 1)).to(gl.float16))
+            operand.store((x * gl.expand_dims(inv, 1)).to(gl.float16))
             fence_async_shared()  # these writes before the product reads them
             gl.thread_barrier()
         else:  # fp16: the rows as they are, the product scaled after
+            sum_sq = gl.zeros((BM,), gl.float32, gl.SliceLayout(1, rows_layout))
+            for k in gl.static_range(D // 64):  # 64 columns at a time (fewer registers live)
+                x = x_smem.slice(k * 64, 64, dim=1).load(rows_layout).to(gl.float32)
+                sum_sq += gl.sum(x * x, axis=1)
+            norm = gl.sqrt(sum_sq)
+            inv = 1.0 / (norm + NORM_EPS)
             operand = x_smem
+        rows = first + gl.arange(0, BM, layout=gl.SliceLayout(1, rows_layout))
+        gl.store(norms_ptr + rows, norm, mask=rows < n_rows)
         # partition 0 first, then each after the other's product (i // 2: this partition's blocks so far)
         mbarrier.wait(turn.index(PART), ((i // 2) & 1) ^ (1 - PART))
         acc = warpgroup_mma(operand, rotation, zero, use_acc=False)
