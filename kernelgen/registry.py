@@ -120,13 +120,15 @@ TMA_COMPRESS = (MAX_ROW_BUCKET, 3, {128: 2, 64: 4, 256: 1}, {128: 3, 64: 4, 256:
 # holds 16,385 rows on, so the rule stays at the next bucket.
 WS_DECOMPRESS_FROM = 1 << 16
 # Compress of 16-bit rows from this row bucket on, on the same GPUs, runs the module's warp-specialized Gluon
-# kernel where it has one (WS_COMPRESS: tq4 and tq2 at D=256, render._ws_compress) instead of its Triton
-# kernel. Measured on an H100 through the quantizer, the Triton kernel at its tuned config, three rounds
-# (benchmarks/experiments/ws_compress_sizes.py): at 32,768 rows the Gluon kernel was faster for both (tq4
-# 18.2-18.7 µs against 27.2-27.8, tq2 17.3-17.5 against 21.5-22.0), at 16,384 even (tq4 15.8-17.2 against
-# 16.7-17.6, tq2 17.0-17.4 against 17.0-17.4), at 2,048 slower (tq4 16.7-17.0 against 16.1-16.5). At 1M
-# rows tq4 291.1-292.6 µs (78.1% of copy) against 343.7-345.0, tq2 252.4-253.0 (81.1%) against 297.2-300.0.
-# The bucket of 32,768 holds 16,385 rows on.
+# kernel where it has one (WS_COMPRESS: every shipped spec at D=256, render._ws_compress) instead of its
+# Triton kernel. Measured on an H100 through the quantizer, the Triton kernel at its tuned config, three
+# rounds (benchmarks/experiments/ws_compress_sizes.py): at 32,768 rows the Gluon kernel was faster for tq4
+# and tq2 fp16 (tq4 18.2-18.7 µs against 27.2-27.8, tq2 17.3-17.5 against 21.5-22.0), tq3 fp16 (16.8-18.1
+# against 28.0-30.7, -tq3.txt) and all three with bf16 rows (tq4 18.4-18.7 against 27.6-27.9,
+# -bf16-once.txt); at 16,384 about even (tq4 fp16 15.8-17.2 against 16.7-17.6, tq3 bf16 15.4-15.7 against
+# 15.7-15.8); at 2,048 tq4 slower (16.7-17.0 against 16.1-16.5). At 1M rows tq4 291.1-292.6 µs (78.1% of
+# copy) against 343.7-345.0, tq2 252.4-253.0 (81.1%) against 297.2-300.0. The bucket of 32,768 holds
+# 16,385 rows on.
 WS_COMPRESS_FROM = 1 << 15
 OPS = ("compress", "decompress", "decompress_rotated")
 
@@ -698,9 +700,9 @@ class BoundKernel:
 
         lay = self.variant.layout
         block = self.variant.module.WS_BLOCK_ROWS.value
+        packed_by_tma = "packed_desc" in self.ws_kernel.arg_names  # else a pointer (tq3's 3-byte groups)
         if self.op == "compress":
             x, _, packed, norms = args
-            packed_by_tma = "packed_desc" in self.ws_kernel.arg_names
             if x.data_ptr() % 16 or packed.data_ptr() % (16 if packed_by_tma else 4):
                 return None
             x_desc = TensorDescriptor(x, [n_rows, lay.head_dim], [lay.head_dim, 1], [block, lay.dim_pad],
@@ -711,7 +713,6 @@ class BoundKernel:
                                            [block, lay.slot_pad], state["packed_layout"])
             return (x_desc, state["rotation_desc"], packed_desc, norms, n_rows), (norms,)
         packed, norms, _, centroids, out = args
-        packed_by_tma = "packed_desc" in self.ws_kernel.arg_names
         packed_align = 16 if packed_by_tma else self.variant.module.WS_PACKED_ALIGN
         if out.data_ptr() % 16 or packed.data_ptr() % packed_align:
             return None

@@ -385,8 +385,9 @@ def _decompress_pieces(head_dim: int) -> tuple[tuple[int, int], ...] | None:
 # back into coordinate order. The modules then import Gluon, as Triton 3.6 has it (pyproject's floor).
 # Measured on an H100, tq4 D=256, 1M fp16 rows (benchmarks/experiments/ws_d256.py, three rounds):
 # 264.6-268.1 µs (85.0% of copy) against 546.1-564.6 for the Triton kernel; outputs as close to the fp32
-# path (max |error| 3.1e-3 both). The same structure for compress ran slower than its Triton kernel
-# (414.1 against 352.4 µs). tq3 D=256 with a byte a load: 325.2 µs against 631.3
+# path (max |error| 3.1e-3 both). The same structure for compress, partitions of 4 warps, ran slower than
+# its Triton kernel (414.1 against 352.4 µs; with 8 warps a partition it runs faster: WS_COMPRESS_DIM_PAD
+# below). tq3 D=256 with a byte a load: 325.2 µs against 631.3
 # (experiments/ws_decompress_sizes.py); its bytes through a loader partition ran slower, 435.2 µs
 # (experiments/ws_tq3_planes.py); by words one block ahead 271.1-271.9 µs against 322.3-340.3 a byte a
 # load, D=192 238.7-238.8 against 273.3-276.4 (experiments/ws_tq3_words.py; words loaded in the same
@@ -424,9 +425,10 @@ WS_COMPRESS_DIM_PAD = 256
 def _ws_compress(layout: PackLayout, precisions: dict[str, str], joined: bool, lane_groups: bool,
                  ws_decompress: bool) -> bool:
     """Whether the module gets the warp-specialized compress (above): rows of WS_COMPRESS_DIM_PAD with fp16
-    products for 16-bit rows (the spec's fp16 dtype says), where the Triton kernel takes the joined product (_joined_product: one-byte
-    groups, stored by TMA) or the coordinate-order product in lane-group order of unpadded rows (their
-    groups' words stored whole), beside the warp-specialized decompress (its block size)."""
+    products for 16-bit rows (as the spec's fp16 dtype says), where the Triton kernel takes the joined
+    product (_joined_product: one-byte groups, stored by TMA) or the coordinate-order product in lane-group
+    order of unpadded rows (their groups' words stored whole), beside the warp-specialized decompress (its
+    block size and loader)."""
     if not ws_decompress or layout.dim_pad != WS_COMPRESS_DIM_PAD or precisions.get("float16") != "fp16":
         return False
     if joined:

@@ -234,6 +234,8 @@ def test_after_warmup_the_hopper_compress_replays_in_a_cuda_graph(device, gen):
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         q.compress(x, out=(packed, norms))
+    if registry.DIRECT_LAUNCH:  # the capture compiled the Hopper kernel's n_rows % 16 != 0 specialization
+        assert any(not key[3] for key in q._kernels["compress"]._ws_compiled), "the capture ran another kernel"
     for _ in range(2):
         x.copy_(torch.randn(rows, 256, generator=gen).half())
         graph.replay()
@@ -272,6 +274,8 @@ def test_after_warmup_the_hopper_decompress_replays_in_a_cuda_graph(device, gen)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         q.decompress(packed, norms, out=out)
+    if registry.DIRECT_LAUNCH:  # the capture compiled the Hopper kernel's n_rows % 16 != 0 specialization
+        assert any(not key[3] for key in q._kernels["decompress"]._ws_compiled), "the capture ran another kernel"
     for _ in range(2):
         packed.copy_(torch.randint(0, 256, (rows, q.packed_dim), generator=gen, dtype=torch.uint8))
         norms.copy_(torch.rand(rows, 1, generator=gen) + 0.5)

@@ -507,6 +507,16 @@ def test_the_hopper_compress_rotation_is_the_triton_kernels_joined_slots(spec):
             assert held == {g * group + j for j in range(g)}, (q, a)
 
 
+def test_the_joined_order_refuses_groups_it_cannot_split_in_a_thread():
+    """PackLayout.joined_columns is defined for 2 and 4 codes a group; 3-bit groups (8 codes) take the
+    lane-group order instead, and asking for the joined order raises a LayoutError saying what it takes."""
+    from kernelgen.layout import LayoutError, PackLayout
+
+    assert PackLayout(4, 256).joined_columns() == tuple(range(256))
+    with pytest.raises(LayoutError, match="2 or 4 codes a group"):
+        PackLayout(3, 256).joined_columns()
+
+
 def test_the_ws_rule_takes_16_bit_rows_for_compress_and_16_bit_output_for_decompress(monkeypatch):
     """registry.takes_ws: from ws_from(op) rows on, where the GPU can (`ws`), with fp16 products, of 16-bit
     rows (compress) or output (decompress)."""
