@@ -75,8 +75,9 @@ SLOT_SPLIT_RULE = (COLUMN_SPLIT_MAX_ROWS, {4: 2, 3: 2})
 # Compress of 16-bit rows that fit one product step (tq4, tq3 and tq2 up to D=128), and of 16-bit rows
 # padded to 256 (below), from this row bucket on and on GPUs with TMA: each block's rows read by TMA in a
 # persistent loop that Triton pipelines (TMA_STAGES deep), a few programs an SM: (first bucket, stages,
-# rows padded to -> programs an SM, the same where the product takes the fp16 rows as TMA leaves them: see
-# raw_product; a width missing from the form's entry keeps the pointer loads).
+# (rows padded to, columns of the module's TMA box) -> (programs an SM where the product takes the fp16
+# rows as TMA leaves them, see raw_product; where the rows are normalized first); a width missing from
+# the table keeps the pointer loads). The figures for one box of 64, 128 and 256 columns come first below.
 # Measured on an H100, 1M fp16 rows, B64 w4, three rounds each timing the shipped kernel first
 # (benchmarks/experiments/tma_persistent_dims.py): tq4 D=128 137.1-141.6 µs (2 an SM) against 144.5-146.0;
 # D=96 137.8-143.1 against 141.2-145.0; D=64 65.8-66.3 (4 an SM, 3 stages) against 68.6-68.9; tq2 D=128
@@ -106,7 +107,19 @@ SLOT_SPLIT_RULE = (COLUMN_SPLIT_MAX_ROWS, {4: 2, 3: 2})
 # (experiments/bf16_wide_tma.py, against their shipped pointer loads at B64 w8): tq4 D=256 406.3-409.9 µs
 # (B64 w8/w4) against 486.0-492.6, tq2 D=256 342.5-345.6 against 458.5-464.2; D=192 at B128 w8 tq4
 # 311.0-313.4 against 455.6-461.1, tq2 241.9-246.8 against 398.7-414.4, tq3 397.6-407.9 against 525.8-534.6.
-TMA_COMPRESS = (MAX_ROW_BUCKET, 3, {128: 2, 64: 4, 256: 1}, {128: 3, 64: 4, 256: 1})
+# Rows that a module reads in TMA_K pieces (render._tma_k) at a padding of 128: normalized first (bf16),
+# they reach fp16 products a piece at a time, through a piece-sized buffer of shared memory (at D=128
+# 73,744 bytes a program against 81,936 in one box), so 3 programs fit an SM; fp32 operands, whose buffers
+# and rotation take twice the bytes, keep the one-box figures. Measured on an H100, 1M rows, B64 w4,
+# three rounds: D=128 in boxes of 64 (benchmarks/experiments/bf16_pieces_d128.py), bf16 at 3 an SM, tq4
+# 137.5-138.0 µs against 147.6-148.0 at 2, tq2 117.3-117.8 against 126.7-130.2, tq3 132.2-135.2 against
+# 134.0-139.2. D=96 in boxes of 32 (53,264 bytes a program; experiments/pieces_programs_d96.py): fp16 at 4
+# an SM, tq4 111.0-111.5 against 113.6-115.1 at 3, tq2 94.6-99.5 against 97.4-98.9, tq3 111.1-111.9
+# against 112.6-112.8; bf16 at 3, tq4 118.9-122.2 (4: 114.7-118.0; 2: 129.8-131.2, -d96.txt), tq2
+# 98.4-99.6 (4: 94.9-100.1; 2: 115.1-115.6), tq3 117.5-118.2 (4: 125.1-127.9, its 140 registers a thread
+# let 3 programs fit; 2: 126.6-129.5).
+TMA_COMPRESS = (MAX_ROW_BUCKET, 3, {(64, 64): (4, 4), (128, 128): (3, 2), (128, 64): (3, 3), (128, 32): (4, 3),
+                                    (256, 256): (1, 1), (256, 64): (1, 1)})
 # Decompress of 16-bit output from this row bucket on, on NVIDIA GPUs of compute capability 9 (Hopper), runs
 # the module's warp-specialized Gluon kernel where it has one (WS_DECOMPRESS: every shipped spec at D=192 and
 # 256, render._ws_decompress) instead of its Triton kernel; see runs_ws and BoundKernel.launch_ws.
@@ -211,15 +224,17 @@ def tma_stages(bucket: int, dtype: str, precision: str, head_dim: int, dim_pad: 
     multiple of 8 keep the pointer loads (the quantizer hands the kernels 16-byte aligned tensors). TMA
     coordinates are 32-bit, which bounds the rows at 2^31, past any GPU's memory (256 GiB of fp16 rows at
     D=64)."""
-    first, stages = TMA_COMPRESS[:2]
+    first, stages, programs = TMA_COMPRESS
     return (stages if tma and dtype != "float32" and bucket >= first
-            and dim_pad in tma_programs(raw_product(dtype, precision)) and head_dim % 8 == 0 else 0)
+            and (dim_pad, dim_pad) in programs and head_dim % 8 == 0 else 0)
 
 
-def tma_programs(raw: bool) -> dict[int, int]:
-    """TMA_COMPRESS's programs an SM by padded row width, for rows that go into the product as they are
-    (raw: see raw_product) or normalized first."""
-    return TMA_COMPRESS[3 if raw else 2]
+def tma_programs(dim_pad: int, box: int, raw: bool, precision: str) -> int:
+    """TMA_COMPRESS's programs an SM for rows padded to dim_pad read in boxes of `box` columns, that go
+    into the product as they are (raw: see raw_product) or normalized first; rows normalized first into
+    fp32 operands take the one-box figure."""
+    raw_programs, normalized = TMA_COMPRESS[2][dim_pad, box if raw or precision == "fp16" else dim_pad]
+    return raw_programs if raw else normalized
 
 
 def raw_product(dtype: str, precision: str) -> bool:
@@ -548,11 +563,12 @@ class BoundKernel:
         """The grid and metas of a TMA compress launch (meta["TMA_STAGES"] > 0): a descriptor of the rows
         (args[0], (n_rows, HEAD_DIM) contiguous), block BLOCK_ROWS x tma_box_columns (DIM_PAD, or the
         module's TMA_K where it reads a row in pieces), zeros past HEAD_DIM; as many programs as
-        TMA_COMPRESS puts on each SM for the rows' form (meta's RAW_PRODUCT), at most one a row block."""
+        TMA_COMPRESS puts on each SM for the padding, the box and the rows' form (meta's RAW_PRODUCT and
+        PRECISION: tma_programs), at most one a row block."""
         from triton.tools.tensor_descriptor import TensorDescriptor
 
         x, block, layout = args[0], meta["BLOCK_ROWS"], self.variant.layout
-        per_sm = tma_programs(meta["RAW_PRODUCT"])[layout.dim_pad]
+        per_sm = tma_programs(layout.dim_pad, self.tma_box_columns, meta["RAW_PRODUCT"], meta["PRECISION"])
         programs = min(-(-n_rows // block), per_sm * self._multiprocessors())
         desc = TensorDescriptor(x, [n_rows, layout.head_dim], [layout.head_dim, 1], [block, self.tma_box_columns])
         return (programs, 1), dict(meta, x_desc=desc)

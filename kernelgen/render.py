@@ -335,13 +335,16 @@ def _tma_rows(layout: PackLayout, fp16_search: bool, coordinate: bool) -> bool:
     return layout.dim_pad <= WHOLE_ROTATION_MAX_DIM and (fp16_search or coordinate)
 
 
-# Compress by TMA (the slot forms) of a head dim cut in pieces (see MIN_PIECE) reads each row block in
-# boxes of MIN_PIECE columns and takes its products in as many steps, instead of one box padded to DIM_PAD:
+# Compress by TMA of a head dim cut in pieces (see MIN_PIECE) reads each row block in boxes of MIN_PIECE
+# columns and takes its products in as many steps, instead of one box padded to DIM_PAD:
 # measured on an H100, tq4 D=96, 1M fp16 rows, B64 w4, three rounds (benchmarks/experiments/
 # pieces_compress_d96.py): 111.6-112.0 µs against 125.2-125.9 (3 programs an SM; at 2, 123.7-125.0). Cutting
 # the slots' columns as well (48 of 64 real) gave no more (112.1-113.8 µs); not taken. With tables tuned
 # for it, `kernelgen bench` put tq4 D=96 at 122.6 -> 110.6 µs and tq2 D=96 at 106.4 -> 93.9 µs
-# (benchmarks/h100-raw-product.md).
+# (benchmarks/h100-raw-product.md). tq3's coordinate-order compress at D=96 as well (pieces of its
+# transposed rotation's rows; benchmarks/experiments/pieces_programs_d96.py, B64 w4, three rounds): fp16
+# 111.1-111.9 µs (4 programs an SM) against 122.7-123.4 in one box, bf16 117.5-118.2 (3 an SM) against
+# 141.7-144.2 (2).
 # Compress by TMA of rows padded past ROW_CHUNK whose head dim is short of the padding (D=192 of 256) reads
 # each row block in boxes of WIDE_TMA_K columns, as many as the head dim holds, instead of one box of 256
 # with 64 columns of zeros; with the slots in as many pieces it needs less shared memory, which lets
@@ -350,6 +353,17 @@ def _tma_rows(layout: PackLayout, fp16_search: bool, coordinate: bool) -> bool:
 # tq4 D=192 305.3 µs in pieces (B128 w8) against 362.0-370.3 in one box (B64 w8; B128 does not fit), tq2
 # 227.8 against 344.3-354.8, tq3 443.5 in pieces against 536.6-538.0 by pointer loads.
 WIDE_TMA_K = 64
+# Compress by TMA of rows of ROW_CHUNK dims (D=128) reads each row block in boxes of ROW_TMA_K columns and
+# takes its products in as many steps, instead of one box of 128. bf16 rows are normalized before the
+# product and reach the wgmma through a shared-memory buffer that Triton allocates for the conversion to the
+# operand layout: a piece's (8 KB) instead of the whole tile's (16 KB), 73,744 bytes a program instead of
+# 81,936 (compiled for sm_90), so an SM holds 3 programs (registry.TMA_COMPRESS). Measured on an H100, 1M
+# rows, B64 w4, 3 stages, three rounds (benchmarks/experiments/bf16_pieces_d128.py): bf16 at 3 programs an
+# SM, tq4 137.5-138.0 µs against 144.4-147.5 in one box at 2, tq2 117.3-117.8 against 124.3-128.7, tq3
+# 132.2-135.2 against 144.9-147.2; fp16 (the raw product, 3 an SM either way) no slower, tq4 131.5-143.7
+# against 132.3-143.9, tq2 114.3-128.1 against 114.9-127.6, tq3 124.0-134.0 against 126.7-134.5. Boxes of
+# 32 columns were slower (tq4 bf16 140.1-141.3, fp16 135.2-135.6).
+ROW_TMA_K = 64
 
 
 def _wide_pieces(layout: PackLayout) -> bool:
@@ -359,9 +373,13 @@ def _wide_pieces(layout: PackLayout) -> bool:
 
 def _tma_k(tma_rows: bool, coordinate: bool, pieces, layout: PackLayout) -> int | None:
     """The columns of a TMA box where compress reads its rows in pieces (above), else None."""
-    if tma_rows and layout.dim_pad > ROW_CHUNK:
+    if not tma_rows:
+        return None
+    if layout.dim_pad > ROW_CHUNK:
         return WIDE_TMA_K if _wide_pieces(layout) else None
-    return MIN_PIECE if tma_rows and not coordinate and pieces is not None else None
+    if layout.head_dim == ROW_CHUNK:
+        return ROW_TMA_K
+    return MIN_PIECE if pieces is not None else None
 
 
 def _decompress_pieces(head_dim: int) -> tuple[tuple[int, int], ...] | None:

@@ -401,9 +401,10 @@ TMA_COMPRESS = [pytest.param(s, d, dt, id=f"{s}-d{d}-{dt}") for s, d, _, _ in VA
 def test_compress_reading_its_rows_by_tma_matches_reference(spec, head_dim, dtype, device, gen, monkeypatch):
     """registry.TMA_COMPRESS, forced at every bucket: the rows come through a tensor descriptor (zeros past
     the head dim) in a loop over every num_programs-th row block. With one "SM" under the interpreter, the
-    grid is 3 programs for fp16 rows (the product on the raw rows: RAW_PRODUCT) and 2 for bf16 rows (4 for
-    both at D=64; at rows padded to 256, one program for either) over 6 blocks, the last partial:
-    programs take 2 or 3 blocks (2 or 1 at D=64, all 6 at 256); every byte and norm written (poison
+    grid is 3 programs for fp16 rows (the product on the raw rows: RAW_PRODUCT; 4 in boxes of 32 columns,
+    D=96) and for bf16 rows read in pieces (D=96, 128), 2 for bf16 rows in one box (4 for both at D=64; at
+    rows padded to 256, one program for either) over 6 blocks, the last partial:
+    programs take 2 or 3 blocks (2 or 1 where 4 programs, all 6 at 256); every byte and norm written (poison
     gone). The spec's first config on a GPU too: a tuned table's config for these small buckets is the
     pointer loads' (the TMA loop runs from 2^20 rows), which may not fit the loop's shared memory (tq2
     D=256 at B128: 270,352 bytes)."""

@@ -288,14 +288,14 @@ def test_rows_go_by_tma_only_on_nvidia_gpus_of_compute_capability_9_on_outside_t
 
 
 def test_tma_compress_reads_rows_in_pieces_only_where_the_head_dim_cuts_into_pieces():
-    """render._tma_k: the slot-form compress of a head dim cut in pieces (D=96 = 64 + 32) reads its rows
-    in boxes of render.MIN_PIECE columns (the module's TMA_K, which the registry's descriptor takes), and
-    D=192 (padded to 256) in boxes of render.WIDE_TMA_K, for every spec; other head dims, tq3's
-    coordinate-order compress, and modules without a TMA form read one padded box."""
+    """render._tma_k: the compress of a head dim cut in pieces (D=96 = 64 + 32) reads its rows in boxes
+    of render.MIN_PIECE columns (the module's TMA_K, which the registry's descriptor takes), D=128 in boxes
+    of render.ROW_TMA_K, and D=192 (padded to 256) in boxes of render.WIDE_TMA_K, for every spec; other
+    head dims read one padded box."""
     for spec in ("tq4", "tq3", "tq2"):
         for head_dim in (64, 80, 96, 112, 128, 192, 256):
             kernel = registry.BoundKernel(registry.load_variant(spec, head_dim), "compress")
-            box = {96: 32 if spec != "tq3" else None, 192: 64}.get(head_dim)
+            box = {96: 32, 128: 64, 192: 64}.get(head_dim)
             tma_k = getattr(kernel.variant.module, "TMA_K", None)
             assert (tma_k and tma_k.value) == box, (spec, head_dim)
             assert kernel.tma_box_columns == (box or kernel.variant.layout.dim_pad)
@@ -321,13 +321,17 @@ def test_only_fp16_rows_with_fp16_operands_go_into_a_tma_compress_product_raw():
 
 def test_a_tma_launch_takes_a_descriptor_of_the_rows_and_a_few_programs_an_sm(monkeypatch):
     """BoundKernel.tma_launch: the descriptor covers (n_rows, HEAD_DIM) with blocks of BLOCK_ROWS x DIM_PAD,
-    or x TMA_K where the module reads its rows in pieces (tq4 D=96: boxes of 32 columns, three a block);
-    the grid holds TMA_COMPRESS's programs an SM (at DIM_PAD
-    128: 3 where the product takes the raw fp16 rows, fp16 rows with fp16 operands; else 2; at 64: 4 either
-    way; at 256: 1 for both), never more than the row blocks."""
+    or x TMA_K where the module reads its rows in pieces (tq4 D=96: boxes of 32 columns, three a block;
+    D=128: two of 64); the grid holds TMA_COMPRESS's programs an SM for the padding and the box (at DIM_PAD
+    128, where the product takes the raw fp16 rows, fp16 rows with fp16 operands: 4 in boxes of 32, else
+    3; rows normalized first into fp16 products: 3 in pieces, 2 in one box (D=112); into fp32 operands, the
+    one-box 2 in pieces too; at 64: 4 either way; at 256: 1 for all), never more than the row blocks."""
     for head_dim, rows, dtype, precision, programs in (
-            (96, 100_000, torch.float16, "fp16", 396), (96, 100_000, torch.bfloat16, "fp16", 264),
-            (96, 100_000, torch.float16, "tf32x3", 264), (64, 100_000, torch.float16, "fp16", 528),
+            (96, 100_000, torch.float16, "fp16", 528), (96, 100_000, torch.bfloat16, "fp16", 396),
+            (128, 100_000, torch.float16, "fp16", 396), (128, 100_000, torch.bfloat16, "fp16", 396),
+            (112, 100_000, torch.float16, "fp16", 396), (112, 100_000, torch.bfloat16, "fp16", 264),
+            (96, 100_000, torch.float16, "tf32x3", 264), (128, 100_000, torch.bfloat16, "tf32x3", 264),
+            (64, 100_000, torch.float16, "fp16", 528),
             (64, 100_000, torch.bfloat16, "fp16", 528), (96, 1000, torch.float16, "fp16", 16),
             (256, 100_000, torch.float16, "fp16", 132), (192, 100_000, torch.float16, "fp16", 132),
             (256, 100_000, torch.bfloat16, "fp16", 132), (192, 100_000, torch.bfloat16, "fp16", 132)):
@@ -341,7 +345,7 @@ def test_a_tma_launch_takes_a_descriptor_of_the_rows_and_a_few_programs_an_sm(mo
         desc = launch_meta["x_desc"]
         assert desc.base is x and meta["x_desc"] is None  # the memoized meta is not touched
         assert (list(desc.shape), list(desc.strides)) == ([rows, head_dim], [head_dim, 1])
-        assert list(desc.block_shape) == [64, {96: 32, 64: 64, 192: 64}.get(head_dim, 256)]
+        assert list(desc.block_shape) == [64, {96: 32, 64: 64, 112: 128, 128: 64, 192: 64}.get(head_dim, 256)]
 
 
 def test_compress_runs_the_triton_form_of_its_fp16_search_on_rocm(monkeypatch):

@@ -29,6 +29,9 @@ ROW_CHUNK = tl.constexpr(128)  # compress: input dims per tl.dot step (the whole
 OUT_CHUNK = tl.constexpr(128)  # decompress: output dims per tl.dot step
 K_CHUNK = tl.constexpr(128)  # decompress: coordinates per tl.dot step (the whole row)
 NORM_EPS = tl.constexpr(1e-10)
+# compress by TMA reads a row block in 3 boxes of TMA_K columns and multiplies each by its rows of the rotation:
+# nothing past HEAD_DIM goes into the product; without this line, one box of DIM_PAD columns
+TMA_K = tl.constexpr(32)
 COMPRESS_ROTATION = "lane_groups"  # compress takes the rotation transposed, columns in lane-group order (see above); without this line, the slots
 # decompress with fp16 products gathers the centroids of two codes at once: its table holds 64 int32
 # words, word (a << 3) | b the fp16 centroids of codes a (low half) and b (high half); without this line, the
@@ -140,28 +143,37 @@ def tq3_d96_compress(
     left them in shared memory, exact fp16 operands, and the product is scaled by 1 / (norm + eps) after:
     the same values as normalizing first up to rounding, with no round trip of the normalized tile through
     shared memory (measured faster on an H100: benchmarks/experiments/raw_product_compress.py). bf16 rows,
-    which fp16 may not hold, are normalized first."""
+    which fp16 may not hold, are normalized first.
+    The TMA loop reads each block in 3 boxes of TMA_K columns and takes the product in as many
+    steps, so the padding past HEAD_DIM is neither read nor multiplied (measured faster on an H100 than
+    one box of DIM_PAD columns: benchmarks/experiments/pieces_programs_d96.py)."""
     k = tl.arange(0, ROW_CHUNK)[:, None]
     c = tl.arange(0, DIM_PAD)
-    # the rotation first: its read (from L2) overlaps the row's read
-    rotation_t = tl.load(rotation_t_ptr + k * DIM_PAD + c[None, :])
     if TMA_STAGES > 0:  # 16-bit rows by TMA, a persistent loop that Triton pipelines (see the docstring)
         tl.static_assert(not RAW_PRODUCT or (x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"),
                          "RAW_PRODUCT takes fp16 rows into fp16 products")
+        # the transposed rotation in pieces of TMA_K of its rows, as the rows come: r<s> = rows s*TMA_K .. s*TMA_K + TMA_K - 1
+        kp = tl.arange(0, TMA_K)[:, None]
+        r0 = tl.load(rotation_t_ptr + kp * DIM_PAD + c[None, :])
+        r1 = tl.load(rotation_t_ptr + (1 * TMA_K + kp) * DIM_PAD + c[None, :])
+        r2 = tl.load(rotation_t_ptr + (2 * TMA_K + kp) * DIM_PAD + c[None, :])
         # a loop bounded at run time: measured faster on an H100 than a constant count of blocks from 0
         # (benchmarks/experiments/tma_loop_forms.py)
         for block in tl.range(tl.program_id(0), tl.cdiv(n_rows, BLOCK_ROWS), tl.num_programs(0), num_stages=TMA_STAGES):
             rows = block * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
             row_ok = rows < n_rows
-            x = x_desc.load([block * BLOCK_ROWS, 0])  # zeros past HEAD_DIM
-            xf = x.to(tl.float32)
-            norm = tl.sqrt(tl.sum(xf * xf, axis=1))
+            x0 = x_desc.load([block * BLOCK_ROWS, 0])  # columns 0-31
+            x1 = x_desc.load([block * BLOCK_ROWS, 1 * TMA_K])  # columns 32-63
+            x2 = x_desc.load([block * BLOCK_ROWS, 2 * TMA_K])  # columns 64-95
+            f0 = x0.to(tl.float32)
+            f1 = x1.to(tl.float32)
+            f2 = x2.to(tl.float32)
+            norm = tl.sqrt(tl.sum(f0 * f0, axis=1) + tl.sum(f1 * f1, axis=1) + tl.sum(f2 * f2, axis=1))
             inv = (1.0 / (norm + NORM_EPS))[:, None]
             if RAW_PRODUCT:  # the fp16 rows as TMA left them in shared memory, the product scaled after
-                y = tl.dot(x, rotation_t) * inv
+                y = tl.dot(x2, r2, acc=tl.dot(x1, r1, acc=tl.dot(x0, r0))) * inv
             else:
-                xf = xf * inv
-                y = _dot(xf, rotation_t, tl.zeros((BLOCK_ROWS, DIM_PAD), dtype=tl.float32), PRECISION)
+                y = _dot(f2 * inv, r2, _dot(f1 * inv, r1, _dot(f0 * inv, r0, tl.zeros((BLOCK_ROWS, DIM_PAD), dtype=tl.float32), PRECISION), PRECISION), PRECISION)
             tl.store(norms_ptr + rows, norm, mask=row_ok)
 
             # slot j's code goes to bits [3*(8-1-j), 3*(8-j)) of its group word, first coordinate highest:
@@ -194,6 +206,8 @@ def tq3_d96_compress(
             tl.store(out + 1, p1, mask=out_ok)
             tl.store(out + 2, p2, mask=out_ok)
     else:  # pointer loads, each block's rows read one block ahead
+        # the rotation whole, read before the rows
+        rotation_t = tl.load(rotation_t_ptr + k * DIM_PAD + c[None, :])
         dims = tl.arange(0, DIM_PAD)
         rows = tl.program_id(0) * ROW_BLOCKS * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
         x = tl.load(x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :],  # rows are contiguous

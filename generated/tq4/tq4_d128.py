@@ -28,6 +28,9 @@ ROW_CHUNK = tl.constexpr(128)  # compress: input dims per tl.dot step (the whole
 OUT_CHUNK = tl.constexpr(128)  # decompress: output dims per tl.dot step
 K_CHUNK = tl.constexpr(128)  # decompress: coordinates per tl.dot step (the whole row)
 NORM_EPS = tl.constexpr(1e-10)
+# compress by TMA reads a row block in 2 boxes of TMA_K columns and multiplies each by its rows of the rotation:
+# rows normalized first (bf16) reach the product a box at a time; without this line, one box of DIM_PAD columns
+TMA_K = tl.constexpr(64)
 
 # Lloyd-Max codebook (gaussian law, 200 iterations), fp32 values.
 CENTROIDS = (
@@ -248,32 +251,39 @@ def tq4_d128_compress(
     left them in shared memory, exact fp16 operands, and the product is scaled by 1 / (norm + eps) after:
     the same values as normalizing first up to rounding, with no round trip of the normalized tile through
     shared memory (measured faster on an H100: benchmarks/experiments/raw_product_compress.py). bf16 rows,
-    which fp16 may not hold, are normalized first."""
+    which fp16 may not hold, are normalized first.
+    The TMA loop reads each block in 2 boxes of TMA_K columns and takes each slot's product in as many
+    steps, so that bf16 rows, normalized first, go to the product through a buffer of shared memory the
+    size of a box, not of the block, and 3 programs fit an SM (registry.TMA_COMPRESS; measured faster on
+    an H100: benchmarks/experiments/bf16_pieces_d128.py)."""
     k = tl.arange(0, ROW_CHUNK)[:, None]
     n = tl.arange(0, SLOT_PAD)[None, :]
-    # the slots first: their reads (from L2) overlap the row's read (measured faster on an H100)
-    w = slots_ptr + k * SLOT_PAD + n
-    w0 = tl.load(w)
-    w1 = tl.load(w + 1 * DIM_PAD * SLOT_PAD)
     if TMA_STAGES > 0:  # 16-bit rows by TMA, a persistent loop that Triton pipelines (see the docstring)
         tl.static_assert(not RAW_PRODUCT or (x_ptr.dtype.element_ty == tl.float16 and PRECISION == "fp16"),
                          "RAW_PRODUCT takes fp16 rows into fp16 products")
+        # the slots in pieces of TMA_K of their rows, as the rows come: w<j>_<s> = slot j's rows s*TMA_K .. s*TMA_K + TMA_K - 1
+        kp = tl.arange(0, TMA_K)[:, None]
+        w0_0 = tl.load(slots_ptr + kp * SLOT_PAD + n)
+        w0_1 = tl.load(slots_ptr + (1 * TMA_K + kp) * SLOT_PAD + n)
+        w1_0 = tl.load(slots_ptr + 1 * DIM_PAD * SLOT_PAD + kp * SLOT_PAD + n)
+        w1_1 = tl.load(slots_ptr + 1 * DIM_PAD * SLOT_PAD + (1 * TMA_K + kp) * SLOT_PAD + n)
         # a loop bounded at run time: measured faster on an H100 than a constant count of blocks from 0
         # (benchmarks/experiments/tma_loop_forms.py)
         for block in tl.range(tl.program_id(0), tl.cdiv(n_rows, BLOCK_ROWS), tl.num_programs(0), num_stages=TMA_STAGES):
             rows = block * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
             row_ok = rows < n_rows
-            x = x_desc.load([block * BLOCK_ROWS, 0])  # zeros past HEAD_DIM
-            xf = x.to(tl.float32)
-            norm = tl.sqrt(tl.sum(xf * xf, axis=1))
+            x0 = x_desc.load([block * BLOCK_ROWS, 0])  # columns 0-63
+            x1 = x_desc.load([block * BLOCK_ROWS, 1 * TMA_K])  # columns 64-127
+            f0 = x0.to(tl.float32)
+            f1 = x1.to(tl.float32)
+            norm = tl.sqrt(tl.sum(f0 * f0, axis=1) + tl.sum(f1 * f1, axis=1))
             inv = (1.0 / (norm + NORM_EPS))[:, None]
             if RAW_PRODUCT:  # the fp16 rows as TMA left them in shared memory, the product scaled after
-                y0 = tl.dot(x, w0) * inv  # slot 0: coordinates 0, 2, 4, ...
-                y1 = tl.dot(x, w1) * inv  # slot 1: coordinates 1, 3, 5, ...
+                y0 = tl.dot(x1, w0_1, acc=tl.dot(x0, w0_0)) * inv  # slot 0: coordinates 0, 2, 4, ...
+                y1 = tl.dot(x1, w1_1, acc=tl.dot(x0, w1_0)) * inv  # slot 1: coordinates 1, 3, 5, ...
             else:
-                xf = xf * inv
-                y0 = _dot(xf, w0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 0: coordinates 0, 2, 4, ...
-                y1 = _dot(xf, w1, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION)  # slot 1: coordinates 1, 3, 5, ...
+                y0 = _dot(f1 * inv, w0_1, _dot(f0 * inv, w0_0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION), PRECISION)
+                y1 = _dot(f1 * inv, w1_1, _dot(f0 * inv, w1_0, tl.zeros((BLOCK_ROWS, SLOT_PAD), dtype=tl.float32), PRECISION), PRECISION)
             tl.store(norms_ptr + rows, norm, mask=row_ok)
 
             # slot j's code goes to bits [4*(2-1-j), 4*(2-j)) of its group word, first coordinate highest:
@@ -289,6 +299,10 @@ def tq4_d128_compress(
             out = packed_ptr + rows[:, None].to(tl.int64) * PACKED_DIM + groups[None, :] * BYTES_PER_GROUP
             tl.store(out, (word & 0xFF).to(tl.uint8), mask=out_ok)
     else:  # pointer loads, each block's rows read one block ahead
+        # the slots whole, read before the rows (measured faster on an H100)
+        w = slots_ptr + k * SLOT_PAD + n
+        w0 = tl.load(w)
+        w1 = tl.load(w + 1 * DIM_PAD * SLOT_PAD)
         dims = tl.arange(0, DIM_PAD)
         rows = tl.program_id(0) * ROW_BLOCKS * BLOCK_ROWS + tl.arange(0, BLOCK_ROWS)
         x = tl.load(x_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + dims[None, :],  # rows are contiguous
