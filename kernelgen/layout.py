@@ -110,9 +110,10 @@ class PackLayout:
     @property
     def quarter_word_bytes(self) -> int:
         """Bytes a load where the Hopper decompress reads multi-byte groups by quarters of a row (see
-        quarter_group_order): the largest of 8, 4, 2, 1 that divides the packed row, so that every load
-        is aligned once the rows start on that many bytes."""
-        return math.gcd(self.packed_dim, 8)
+        quarter_group_order): the largest of 8, 4, 2, 1 that divides the packed row and a quarter of the
+        slot's groups, so that every load is aligned once the rows start on that many bytes and a quarter
+        is whole words."""
+        return math.gcd(self.packed_dim, self.slot_pad // 4 * self.bytes_per_group, 8)
 
     def quarter_group_order(self) -> tuple[int, ...]:
         """The byte group at each position k of a slot's SLOT_PAD columns where the Hopper decompress

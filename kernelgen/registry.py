@@ -132,6 +132,13 @@ TMA_COMPRESS = (MAX_ROW_BUCKET, 3, {(64, 64): (4, 4), (128, 128): (3, 2), (128, 
 # D=256 18.4 against 24.3 µs), at 16,384 slower in 3 (tq2 D=256 19.5 against 14.1). The bucket of 32,768
 # holds 16,385 rows on, so the rule stays at the next bucket.
 WS_DECOMPRESS_FROM = 1 << 16
+# At D=128 (experiments/h100-ws_decompress_sizes-d128.txt, the D=128 tables tuned for the change): at 65,536
+# rows faster in 5 of 6 (tq2 fp16 12.9 against 15.1 µs; tq4 bf16 slower, 17.4 against 15.0), at 1M rows in
+# all 6 (tq4 fp16 133.7 against 146.2, tq3 151.4 against 162.1, tq2 122.3 against 147.1). Rows padded to 128
+# (tq4 D=96: render._ws_decompress) from the largest bucket only: at 1M rows faster (fp16 107.1 against
+# 124.5 µs, bf16 106.6 against 124.8), at 65,536 slower (16.6 against 12.9, bf16 17.1 against 16.5;
+# experiments/h100-ws_decompress_sizes-d96.txt).
+WS_DECOMPRESS_PADDED_128_FROM = MAX_ROW_BUCKET
 # Compress of 16-bit rows from this row bucket on, on the same GPUs, runs the module's warp-specialized Gluon
 # kernel where it has one (WS_COMPRESS: every shipped spec at D=256, render._ws_compress) instead of its
 # Triton kernel. Measured on an H100 through the quantizer, the Triton kernel at its tuned config, three
@@ -258,17 +265,21 @@ def runs_ws(interpreted: bool) -> bool:
     return runs_ptx(interpreted) and torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9
 
 
-def ws_from(op: str) -> int:
+def ws_from(op: str, layout: PackLayout | None = None) -> int:
     """The first row bucket at which op runs the module's warp-specialized kernel (WS_COMPRESS_FROM,
-    WS_DECOMPRESS_FROM)."""
-    return WS_COMPRESS_FROM if op == "compress" else WS_DECOMPRESS_FROM
+    WS_DECOMPRESS_FROM; WS_DECOMPRESS_PADDED_128_FROM for decompress of a head dim padded to 128)."""
+    if op == "compress":
+        return WS_COMPRESS_FROM
+    padded = layout is not None and layout.dim_pad == 128 and layout.head_dim != 128
+    return WS_DECOMPRESS_PADDED_128_FROM if padded else WS_DECOMPRESS_FROM
 
 
-def takes_ws(op: str, bucket: int, dtype: str, precision: str, ws: bool) -> bool:
+def takes_ws(op: str, bucket: int, dtype: str, precision: str, ws: bool, layout: PackLayout | None = None) -> bool:
     """Whether op at this row bucket, of `dtype` rows (compress) or output (decompress) with `precision`
-    products, runs the warp-specialized kernel, where the GPU can (`ws`: runs_ws) and the module has one:
-    fp16 products, from ws_from(op) rows on; 16-bit rows (compress) or output (decompress)."""
-    return ws and precision == "fp16" and bucket >= ws_from(op) and dtype in ("float16", "bfloat16")
+    products, runs the warp-specialized kernel, where the GPU can (`ws`: runs_ws) and the module (of this
+    layout) has one: fp16 products, from ws_from(op, layout) rows on; 16-bit rows (compress) or output
+    (decompress)."""
+    return ws and precision == "fp16" and bucket >= ws_from(op, layout) and dtype in ("float16", "bfloat16")
 
 
 def row_bucket(n_rows: int) -> int:
@@ -636,8 +647,8 @@ class BoundKernel:
         the op takes its warp-specialized kernel (takes_ws), that runs instead, untuned."""
         bucket = MAX_ROW_BUCKET if n_rows >= MAX_ROW_BUCKET else 1 << (n_rows - 1).bit_length()
         # the bucket first, a cheap test that decode sizes fail (takes_ws holds the whole rule)
-        if self.ws_kernel is not None and bucket >= ws_from(self.op) and self.launch_ws(n_rows, bucket, dtype,
-                                                                                         device, args):
+        if self.ws_kernel is not None and bucket >= ws_from(self.op, self.variant.layout) and self.launch_ws(
+                n_rows, bucket, dtype, device, args):
             return
         key = (bucket, dtype, id(tuning.TUNER))
         memo = self._memo.get(key)
@@ -677,7 +688,7 @@ class BoundKernel:
         takes it, its descriptor, the shared-memory layouts of the other descriptors) is made once a device
         (_ws_state). TMA coordinates are 32-bit, which bounds the rows at 2^31, past any GPU's memory."""
         state = self._ws_state(device)
-        if not takes_ws(self.op, bucket, dtype, self.variant.precision(dtype), state is not None):
+        if not takes_ws(self.op, bucket, dtype, self.variant.precision(dtype), state is not None, self.variant.layout):
             return False
         made = self._ws_args(n_rows, state, args)
         if made is None:
@@ -711,7 +722,8 @@ class BoundKernel:
         its loads), on 4 bytes for packed rows that compress stores as words.
         compress: (x, rotation, packed, norms), the rows (and one-byte groups) by TMA, the rotation as
         hopper_compress_rotation gives it. decompress: (packed, norms, rotation, centroids, out), the output
-        (and one-byte groups) by TMA, the rotation's pieces for the rotation."""
+        (and one-byte groups) by TMA, the rotation's pieces for the rotation, the fp16 codebook for a pair
+        table (CENTROID_PAIRS)."""
         from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
         lay = self.variant.layout
@@ -737,6 +749,7 @@ class BoundKernel:
                                       state["packed_layout"])
         out_desc = TensorDescriptor(out, [n_rows, lay.head_dim], [lay.head_dim, 1], [block, lay.dim_pad],
                                     state["row_layouts"][out.dtype])
+        centroids = state.get("codebook", centroids)
         pointers = (norms, centroids) + (() if packed_by_tma else (packed,))
         return (packed, state["rotation_desc"], out_desc, norms, centroids, n_rows), pointers
 
@@ -744,7 +757,8 @@ class BoundKernel:
         """What the warp-specialized kernel needs on `device`, made at its first call (None where it cannot
         run there: runs_ws): SMs, the rotation as the kernel takes it (the variant's, the same for every
         quantizer of it: LoadedVariant.hopper_compress_rotation for compress, rotation_pieces for
-        decompress) and its descriptor, and the shared-memory layouts of the other descriptors' blocks."""
+        decompress) and its descriptor, the shared-memory layouts of the other descriptors' blocks, and
+        for a decompress whose Triton kernel takes the pair table (CENTROID_PAIRS) the fp16 codebook."""
         index = index_of(device)
         if index not in self._ws:
             state = None
@@ -777,5 +791,9 @@ class BoundKernel:
                     "row_layouts": {dt: gl.NVMMASharedLayout.get_default_for([block, lay.dim_pad], gdt)
                                     for dt, gdt in ((torch.float16, gl.float16), (torch.bfloat16, gl.bfloat16))},
                 }
+                if self.op == "decompress" and getattr(self.variant.module, "CENTROID_PAIRS", False):
+                    # the Gluon kernel gathers a code at a time from the fp16 codebook, where the Triton
+                    # kernel takes the pair table (the quantizer's constant)
+                    state["codebook"] = self.variant.centroids.to(device=device, dtype=torch.float16)
             self._ws[index] = state
         return self._ws[index]

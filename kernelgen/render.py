@@ -392,13 +392,14 @@ def _decompress_pieces(head_dim: int) -> tuple[tuple[int, int], ...] | None:
     return ((0, high), (high, low))
 
 
-# Decompress of rows padded to 256 (D=192 and 256) gets a second kernel, in Gluon, for Hopper GPUs (the
-# registry's WS_DECOMPRESS_FROM rule launches it): one program an SM holds the rotation (128 KB of fp16) in
-# shared memory; two warpgroups, each its own partition, take alternate row blocks: one gathers a block's
-# centroids straight into the product's register operand while the other's product runs, and each stores
-# its output by TMA. One-byte groups (tq4, tq2) come by TMA into a ring that a one-warp partition fills;
-# 3-byte groups (tq3) by pointer loads of 8-byte words one block ahead, each thread a quarter of a row, the
-# operand's columns in the order that puts them there (layout.PackLayout.quarter_group_order). Code j of
+# Decompress of rows padded to 256 (D=192 and 256) and of rows of 128 dims (and tq4's of 96) gets a second
+# kernel, in Gluon, for Hopper GPUs (the registry's WS_DECOMPRESS_FROM rule launches it): one program an SM
+# holds the rotation (128 or 32 KB of fp16) in shared memory; two warpgroups, each its own partition, take
+# alternate row blocks: one gathers a block's centroids straight into the product's register operand while
+# the other's product runs, and each stores its output by TMA. One-byte groups (tq4, tq2) come by TMA into
+# a ring that a one-warp partition fills; 3-byte groups (tq3) by pointer loads of 8-byte words (4-byte at
+# D=128: PackLayout.quarter_word_bytes) one block ahead, each thread a quarter of a row, the operand's
+# columns in the order that puts them there (layout.PackLayout.quarter_group_order). Code j of
 # every group multiplies the rotation's rows j, j + g, ... (g codes a group), so the slots are never joined
 # back into coordinate order. The modules then import Gluon, as Triton 3.6 has it (pyproject's floor).
 # Measured on an H100, tq4 D=256, 1M fp16 rows (benchmarks/experiments/ws_d256.py, three rounds):
@@ -409,16 +410,27 @@ def _decompress_pieces(head_dim: int) -> tuple[tuple[int, int], ...] | None:
 # (experiments/ws_decompress_sizes.py); its bytes through a loader partition ran slower, 435.2 µs
 # (experiments/ws_tq3_planes.py); by words one block ahead 271.1-271.9 µs against 322.3-340.3 a byte a
 # load, D=192 238.7-238.8 against 273.3-276.4 (experiments/ws_tq3_words.py; words loaded in the same
-# block: 308.8 at D=256, 275.6 at D=192).
+# block: 308.8 at D=256, 275.6 at D=192). At D=128, 1M rows, three rounds, against the Triton kernel at its
+# tuned config (experiments/ws_decompress_d128.py): tq4 fp16 135.5-135.6 µs against 148.4-155.3, tq3
+# 149.0-150.1 against 157.6-158.6, tq2 124.0-124.7 against 147.9-148.6; bf16 output tq4 136.1-136.5 against
+# 146.6-156.0, tq3 150.2-151.5 against 159.7-161.4, tq2 125.2-126.8 against 149.0-154.1; two programs an SM
+# were slower than one (tq4 fp16 139.2-139.8). At D=96, 1M rows (experiments/h100-ws_decompress_sizes-d96.txt,
+# the tables tuned for it): tq4 fp16 107.1 µs against 124.5, bf16 106.6 against 124.8 (at 65,536 rows
+# slower: registry.WS_DECOMPRESS_PADDED_128_FROM); tq3 128.8 against 127.7, bf16 129.6 against 127.3, so
+# 3-byte groups keep the Triton kernel there (tq2's 24-byte packed rows are no TMA box). D=80 and 112 keep
+# it: not measured.
 WS_DECOMPRESS_DIM_PAD = 256
+WS_DECOMPRESS_HEAD_DIMS = {128: (1, 3), 96: (1,)}  # rows padded to 128: head dim -> bytes a group that take it
 
 
 def _ws_decompress(layout: PackLayout, precisions: dict[str, str]) -> bool:
     """Whether the module gets the warp-specialized decompress (above): rows padded to
-    WS_DECOMPRESS_DIM_PAD, fp16 products for some 16-bit dtype, output rows TMA can store (a multiple of
-    16 bytes), and, for one-byte groups, which come by TMA too, packed rows of such a width (3-byte groups
-    are loaded by pointers)."""
-    return (layout.dim_pad == WS_DECOMPRESS_DIM_PAD and layout.head_dim % 8 == 0
+    WS_DECOMPRESS_DIM_PAD, or a head dim and group width WS_DECOMPRESS_HEAD_DIMS lists, fp16 products for
+    some 16-bit dtype, output rows TMA can store (a multiple of 16 bytes), and, for one-byte groups, which
+    come by TMA too, packed rows of such a width (3-byte groups are loaded by pointers)."""
+    listed = layout.bytes_per_group in WS_DECOMPRESS_HEAD_DIMS.get(layout.head_dim, ())
+    return ((layout.dim_pad == WS_DECOMPRESS_DIM_PAD or listed)
+            and layout.head_dim % 8 == 0
             and any(precisions.get(d) == "fp16" for d in ("float16", "bfloat16"))
             and (layout.bytes_per_group > 1 or layout.packed_dim % 16 == 0))
 

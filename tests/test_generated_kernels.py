@@ -142,8 +142,9 @@ def test_decompress_taking_several_row_blocks_a_program_matches_reference(spec, 
 
 
 # On NVIDIA GPUs of compute capability 9, decompress of 16-bit output runs the module's warp-specialized
-# Gluon kernel from registry.WS_DECOMPRESS_FROM rows on (every spec at D=192/256); here from every bucket,
-# at row counts that leave blocks partly filled and give each program several blocks (the ring wraps).
+# Gluon kernel from registry.WS_DECOMPRESS_FROM rows on (every spec at D=128/192/256; tq4 at D=96 from
+# WS_DECOMPRESS_PADDED_128_FROM); here from every bucket, at row counts that leave blocks partly filled and
+# give each program several blocks (the ring wraps), the Triton kernel never run.
 WS = [pytest.param(s, d, dt, id=f"{s}-d{d}-{dt}") for s, d, dtypes, _ in VARIANTS
       if hasattr(registry.load_variant(s, d).module, "WS_DECOMPRESS")
       for dt in ("float16", "bfloat16") if dt in dtypes]
@@ -153,11 +154,13 @@ WS = [pytest.param(s, d, dt, id=f"{s}-d{d}-{dt}") for s, d, dtypes, _ in VARIANT
 @pytest.mark.parametrize("spec,head_dim,dtype", WS)
 def test_warp_specialized_decompress_matches_reference(spec, head_dim, dtype, device, gen, monkeypatch):
     monkeypatch.setattr(registry, "WS_DECOMPRESS_FROM", 1)
+    monkeypatch.setattr(registry, "WS_DECOMPRESS_PADDED_128_FROM", 1)
     q = kernelgen.quantizer(spec, head_dim, device=device)
     kernel = q._kernels["decompress"]
     sms = torch.cuda.get_device_properties(device).multi_processor_count
     for rows in (1, 63, 1000, sms * 64 * 9 + 37, sms * 64 * 9 + 37):  # the last through the compiled launcher
         _check_decompress(q, dtype, rows, device, gen)
+    assert not kernel._memo, "the Triton kernel ran (its config was looked up)"
     assert not kernel._memo, "the Triton kernel ran (its config was looked up)"
     assert kernel._ws_compiled, "no compiled kernel kept for the direct launch"
     # an output off 16 bytes, which a tensor descriptor cannot take: the Triton kernel runs instead

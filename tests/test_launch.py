@@ -420,10 +420,11 @@ def test_direct_launches_only_for_compiled_kernels_of_triton_3_6(monkeypatch):
 
 # -- the warp-specialized decompress (Gluon, Hopper) ------------------------------------------------------
 
-def test_warp_specialized_decompress_is_rendered_for_rows_padded_to_256():
-    """render._ws_decompress: every spec at D=192 and 256 carries WS_DECOMPRESS, naming a Gluon kernel of
-    the module, which reads one-byte groups (tq4, tq2) by TMA and 3-byte groups (tq3) by pointers; rows
-    padded to 128 or less do not, nor would a spec whose 16-bit dtypes take fp32 products, nor one-byte
+def test_warp_specialized_decompress_is_rendered_for_rows_padded_to_256_and_rows_of_128():
+    """render._ws_decompress: every spec at D=128, 192 and 256, and tq4 at D=96, carries WS_DECOMPRESS,
+    naming a Gluon kernel of the module, which reads one-byte groups (tq4, tq2) by TMA and 3-byte groups
+    (tq3) by pointers; other rows padded to 128 or less do not (tq3 at D=96 measured no faster, tq2's
+    24-byte rows are no TMA box), nor would a spec whose 16-bit dtypes take fp32 products, nor one-byte
     groups whose packed rows TMA cannot take."""
     from kernelgen import render
     from kernelgen.layout import PackLayout
@@ -431,7 +432,7 @@ def test_warp_specialized_decompress_is_rendered_for_rows_padded_to_256():
     for spec in ("tq4", "tq3", "tq2"):
         for head_dim in (64, 80, 96, 112, 128, 192, 256):
             module = registry.load_variant(spec, head_dim).module
-            expected = head_dim in (192, 256)
+            expected = head_dim in (128, 192, 256) or (spec, head_dim) == ("tq4", 96)
             assert hasattr(module, "WS_DECOMPRESS") is expected, (spec, head_dim)
             if expected:
                 kernel = getattr(module, module.WS_DECOMPRESS)
@@ -444,7 +445,25 @@ def test_warp_specialized_decompress_is_rendered_for_rows_padded_to_256():
     assert render._ws_decompress(PackLayout(4, 160), fp16)  # 80 packed bytes a row: TMA takes 16-byte rows
     assert not render._ws_decompress(PackLayout(4, 136), fp16)  # 68: it does not
     assert render._ws_decompress(PackLayout(3, 136), fp16)  # 3-byte groups go by pointers
-    assert not render._ws_decompress(PackLayout(4, 128), fp16)
+    assert render._ws_decompress(PackLayout(4, 128), fp16) and render._ws_decompress(PackLayout(4, 96), fp16)
+    assert not render._ws_decompress(PackLayout(3, 96), fp16) and not render._ws_decompress(PackLayout(3, 112), fp16)
+    assert not render._ws_decompress(PackLayout(2, 96), fp16)  # 24 packed bytes a row
+
+
+def test_hopper_decompress_of_rows_padded_to_128_starts_at_the_largest_bucket():
+    """registry.ws_from: compress's Gluon kernel from WS_COMPRESS_FROM, decompress's from
+    WS_DECOMPRESS_FROM, but for a head dim padded to 128 (tq4 D=96, slower than its Triton kernel at 65,536
+    rows) from WS_DECOMPRESS_PADDED_128_FROM (the largest bucket); takes_ws follows the layout."""
+    assert registry.WS_DECOMPRESS_PADDED_128_FROM == registry.MAX_ROW_BUCKET > registry.WS_DECOMPRESS_FROM
+    for spec, head_dim, first in (("tq4", 96, registry.WS_DECOMPRESS_PADDED_128_FROM),
+                                  ("tq4", 128, registry.WS_DECOMPRESS_FROM), ("tq3", 192, registry.WS_DECOMPRESS_FROM)):
+        variant = registry.load_variant(spec, head_dim)
+        assert registry.BoundKernel(variant, "decompress").ws_kernel is not None, (spec, head_dim)
+        assert registry.ws_from("decompress", variant.layout) == first
+        assert registry.takes_ws("decompress", first, "float16", "fp16", True, variant.layout)
+        assert not registry.takes_ws("decompress", first // 2, "float16", "fp16", True, variant.layout)
+    assert registry.ws_from("compress", registry.load_variant("tq4", 256).layout) == registry.WS_COMPRESS_FROM
+    assert registry.ws_from("decompress") == registry.WS_DECOMPRESS_FROM
 
 
 # -- the warp-specialized compress (Gluon, Hopper) --------------------------------------------------------
@@ -664,7 +683,7 @@ def test_rotation_pieces_hold_the_rows_each_code_of_a_byte_group_multiplies():
             assert not pieces[:, head_dim:].any()
 
 
-@pytest.mark.parametrize("head_dim", [136, 192, 200, 256])
+@pytest.mark.parametrize("head_dim", [128, 136, 192, 200, 256])
 def test_quarter_group_order_gives_each_lane_of_a_quad_one_contiguous_quarter_of_the_packed_row(head_dim):
     """layout.PackLayout.quarter_group_order, for 3-byte groups: a permutation of the slot's positions in
     which lane q of a quad, holding positions 8i + 2q and 8i + 2q + 1 of every 8-position chunk i (a wgmma
@@ -679,10 +698,10 @@ def test_quarter_group_order_gives_each_lane_of_a_quad_one_contiguous_quarter_of
         assert held == list(range(pad // 4 * q, pad // 4 * (q + 1)))
     word = lay.quarter_word_bytes
     assert lay.packed_dim % word == 0 and (pad // 4 * 3) % word == 0 and word in (1, 2, 4, 8)
-    assert word == {136: 1, 192: 8, 200: 1, 256: 8}[head_dim]
+    assert word == {128: 4, 136: 1, 192: 8, 200: 1, 256: 8}[head_dim]  # D=128: 48-byte rows, 12-byte quarters
 
 
-@pytest.mark.parametrize("head_dim", [192, 256])
+@pytest.mark.parametrize("head_dim", [128, 192, 256])
 def test_tq3_operand_by_quarters_times_the_reordered_pieces_is_the_reference_decompress(head_dim, gen):
     """What the tq3 Hopper decompress computes, written in torch: each row's 3-byte groups read as a
     little-endian word a quarter (as the kernel's 8-byte loads do), a group's bytes put back together, the
@@ -833,12 +852,14 @@ def _compile_ws_for_hopper(spec, head_dim, kernels="", op="decompress", dtype="f
     return json.loads(run.stdout.splitlines()[-1])
 
 
-@pytest.mark.parametrize("spec,head_dim", [("tq4", 256), ("tq2", 192), ("tq3", 256)])
+@pytest.mark.parametrize("spec,head_dim", [("tq4", 256), ("tq2", 192), ("tq3", 256), ("tq4", 128), ("tq2", 128),
+                                           ("tq3", 128)])
 def test_warp_specialized_decompress_compiles_for_hopper_without_a_gpu(spec, head_dim):
     """The rendered Gluon kernel compiles for sm_90a here: two compute partitions and, for packed rows by
     TMA, a loader (twelve warps: warps go by fours; else eight), the products as wgmma of the whole padded
     row, and shared memory within an H100's 227 KB a block. tq4 D=256 has two pieces of K=128; tq2 D=192
-    four of K=64, its rows padded; tq3 eight of K=32, its bytes by pointers."""
+    four of K=64, its rows padded; tq3 eight of K=32, its bytes by pointers (at D=128, of K=16, its
+    quarters of 12 bytes in 4-byte words)."""
     compiled = _compile_ws_for_hopper(spec, head_dim)
     lay, by_tma, ptx = registry.load_variant(spec, head_dim).layout, compiled["by_tma"], compiled["ptx"]
     assert compiled["num_warps"] == (12 if by_tma else 8)
@@ -846,11 +867,15 @@ def test_warp_specialized_decompress_compiles_for_hopper_without_a_gpu(spec, hea
     assert f"wgmma.mma_async.sync.aligned.m64n{lay.dim_pad}k16.f32.f16.f16" in ptx
     assert "setmaxnreg" in ptx and "cp.async.bulk.tensor" in ptx
     assert "mbarrier.try_wait" in ptx.split(".entry")[1]
-    # tq3's packed bytes: 8-byte loads (3 a row, 2 rows a thread: 6 a partition before its loop, 6 in it),
-    # never a byte a load
+    # tq3's packed bytes: loads of WS_PACKED_ALIGN bytes (3 a quarter, 2 rows a thread: 6 a partition
+    # before its loop, 6 in it), never a byte a load; the norms' loads are 4 bytes wide too (2 rows a
+    # thread, 2 a partition)
+    word = 8 * getattr(registry.load_variant(spec, head_dim).module, "WS_PACKED_ALIGN", 8)
     byte_loads = re.findall(r"ld\.global(?:\.nc)?\.[bu]8 ", ptx)
-    word_loads = re.findall(r"ld\.global(?:\.nc)?\.[bu]64 ", ptx)
-    assert not byte_loads and len(word_loads) == (0 if by_tma else 2 * 2 * 6), (len(byte_loads), len(word_loads))
+    word_loads = re.findall(rf"ld\.global(?:\.nc)?\.[bu]{word} ", ptx)
+    norm_loads = 4 if word == 32 else 0
+    assert not byte_loads and len(word_loads) == (0 if by_tma else 2 * 2 * 6 + norm_loads), (len(byte_loads),
+                                                                                              len(word_loads))
 
 
 @pytest.mark.parametrize("head_dim,word", [(136, 1), (144, 2), (160, 4)])
@@ -946,6 +971,30 @@ def test_warp_specialized_launches_go_through_the_compiled_launcher_once_a_speci
         runs = spec == "tq3" and offset == 8
         assert kernel.launch_ws(100, big, "float16", dev, shifted) is runs, offset
         assert len(calls) == before + runs and (not runs or calls[-1][0] == "gluon")
+
+
+def test_a_hopper_decompress_whose_triton_kernel_takes_the_pair_table_gathers_from_the_fp16_codebook():
+    """tq3 D=128's Triton decompress takes the pair table (CENTROID_PAIRS: int32 words of two fp16) for its
+    centroids; BoundKernel._ws_args hands the Gluon kernel the state's fp16 codebook instead (which
+    _ws_state makes from the variant's centroids), and a module without pairs its table as it is."""
+    from triton.experimental.gluon import language as gl
+
+    for head_dim in (128, 256):
+        kernel = registry.BoundKernel(registry.load_variant("tq3", head_dim), "decompress")
+        lay = kernel.variant.layout
+        pairs = getattr(kernel.variant.module, "CENTROID_PAIRS", False)
+        assert pairs is (head_dim == 128)
+        codebook = kernel.variant.centroids.half()
+        state = {"rotation_desc": "pieces", "row_layouts": {
+            torch.float16: gl.NVMMASharedLayout.get_default_for([64, lay.dim_pad], gl.float16)}}
+        if pairs:
+            state["codebook"] = codebook
+        table = torch.zeros(4 ** 3, dtype=torch.int32) if pairs else codebook.clone()
+        n = 100
+        args = (torch.zeros(n, lay.packed_dim, dtype=torch.uint8), torch.zeros(n), None, table,
+                torch.zeros(n, lay.head_dim, dtype=torch.float16))
+        made, pointers = kernel._ws_args(n, state, args)
+        assert made[4] is (codebook if pairs else table) and pointers[1] is made[4]
 
 
 def test_the_warp_specialized_kernel_s_first_set_up_refuses_a_cuda_graph_capture(monkeypatch):

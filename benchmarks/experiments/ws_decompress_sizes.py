@@ -9,7 +9,8 @@ committed table). Outputs of the two are compared too (max |difference| over the
 Usage (CUDA machine of compute capability 9, repo root):
 PYTHONPATH=$PWD python3 benchmarks/experiments/ws_decompress_sizes.py [SPEC ...]   (default: tq4 tq2;
 h100-ws_decompress_sizes.txt holds those, -tq3.txt tq3's, run after its kernel was added); ROWS="16384 32768
-65536" sets the row counts (-32768.txt: all three specs, after tq3's kernel read words)
+65536" sets the row counts (-32768.txt: all three specs, after tq3's kernel read words); HEAD_DIMS="128"
+the head dims (-d128.txt: after D=128 got the kernel, ws_decompress_d128.py)
 """
 import os
 import sys
@@ -20,6 +21,7 @@ import kernelgen
 from kernelgen import bench, registry
 
 ROWS = tuple(int(r) for r in os.environ.get("ROWS", "2048 16384 65536 262144 1048576").split())
+HEAD_DIMS = tuple(int(d) for d in os.environ.get("HEAD_DIMS", "256 192").split())
 
 
 def main():
@@ -27,7 +29,7 @@ def main():
     copy_gbps = bench.copy_bandwidth_gbps()
     print(f"device {torch.cuda.get_device_name()}; copy {copy_gbps:.0f} GB/s", flush=True)
     specs = sys.argv[1:] or ["tq4", "tq2"]
-    for spec, d in [(s, d) for d in (256, 192) for s in specs]:
+    for spec, d in [(s, d) for d in HEAD_DIMS for s in specs]:
         q = kernelgen.quantizer(spec, d, device="cuda")
         for dtype in (torch.float16, torch.bfloat16):
             for n in ROWS:

@@ -16,6 +16,9 @@ PRECISION says fp16 for the products, else fp32; fp32 always for decompress_rota
 
 import triton
 import triton.language as tl
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier, tma, warpgroup_mma
 
 HEAD_DIM = tl.constexpr(128)
 DIM_PAD = tl.constexpr(128)  # power-of-two tile width; lanes >= HEAD_DIM are masked
@@ -369,3 +372,103 @@ def tq2_d128_decompress_rotated(
     cols = tl.arange(0, SLOT_PAD * 4)
     tl.store(out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + cols[None, :],
              (values * norm).to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & (cols < HEAD_DIM)[None, :])
+
+
+# -- decompress on Hopper GPUs, warp-specialized (Gluon) ----------------------------------------------------
+# The registry launches WS_DECOMPRESS instead of tq2_d128_decompress for large row counts of 16-bit output on
+# NVIDIA GPUs of compute capability 9 (registry.WS_DECOMPRESS_FROM, where the measurements are); elsewhere, and
+# under the Triton interpreter, the kernel above runs. It takes tensor descriptors of the packed rows, the
+# rotation's pieces and the output, and pointers to the norms and the fp16 codebook. The pieces: piece j is
+# the padded rotation's rows j, j + 4, j + 8, ... (32 rows of 128; registry.LoadedVariant.rotation_pieces), the rows
+# that code j of every byte group multiplies, so the slots' centroids never go back into coordinate order.
+WS_DECOMPRESS = "tq2_d128_decompress_ws"
+WS_BLOCK_ROWS = gl.constexpr(64)  # rows a block: the product's M, one warpgroup
+WS_STAGES = gl.constexpr(4)  # packed row blocks in flight; even, so that each buffer serves one compute partition
+WS_WORKER_REGS = gl.constexpr(232)  # registers a thread of the second compute partition (the first takes the rest)
+
+
+@gluon.jit
+def _ws_load(packed_desc, ring, ready, empty, n_blocks):
+    """Loader partition (one warp): this program's row blocks (every num_programs-th from program_id) into
+    the ring by TMA, zeros past a row's packed bytes; a buffer is refilled once `empty` says it was read."""
+    BM: gl.constexpr = packed_desc.block_type.shape[0]
+    S: gl.constexpr = ring.type.shape[0]
+    pid = gl.program_id(0)
+    programs = gl.num_programs(0)
+    for i in range(gl.cdiv(n_blocks - pid, programs)):
+        s = i % S
+        mbarrier.wait(empty.index(s), ((i // S) & 1) ^ 1)
+        mbarrier.expect(ready.index(s), packed_desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(packed_desc, [(pid + i * programs) * BM, 0], ready.index(s), ring.index(s))
+
+
+@gluon.jit
+def _ws_decompress_blocks(ring, ready, empty, pieces, pieces_bar, out_smem, out_desc, norms_ptr, centroids_ptr, n_rows,
+                          n_blocks, PART: gl.constexpr):
+    """Compute partition PART of 2 (one warpgroup): blocks PART, PART + 2, ... of this program. The packed
+    bytes go from the ring straight into the product's operand layout; each slot's centroids, gathered
+    there, multiply that slot's piece of the rotation (4 products, fp32 accumulation); then the norm scales
+    the block, which leaves by TMA (rows past n_rows and dims past HEAD_DIM are dropped by it)."""
+    S: gl.constexpr = ring.type.shape[0]
+    BM: gl.constexpr = ring.type.shape[1]
+    D: gl.constexpr = pieces.type.shape[2]
+    mma: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, D, 16])
+    operand: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=2)
+    pid = gl.program_id(0)
+    programs = gl.num_programs(0)
+    zero = gl.zeros((BM, D), gl.float32, mma)
+    rows = gl.arange(0, BM, layout=gl.SliceLayout(1, mma))
+    mbarrier.wait(pieces_bar, 0)
+    for i in range(PART, gl.cdiv(n_blocks - pid, programs), 2):
+        s = i % S
+        first = (pid + i * programs) * BM
+        norm = gl.load(norms_ptr + first + rows, mask=first + rows < n_rows, other=0.0)
+        mbarrier.wait(ready.index(s), (i // S) & 1)
+        word = ring.index(s).load(operand).to(gl.int32)
+        fence_async_shared()  # these reads before the loader's next TMA write of the buffer
+        mbarrier.arrive(empty.index(s), count=1)
+        x = warpgroup_mma(gl.load(centroids_ptr + ((word >> 6) & CODE_MASK)), pieces.index(0), zero, use_acc=False)  # slot 0
+        x = warpgroup_mma(gl.load(centroids_ptr + ((word >> 4) & CODE_MASK)), pieces.index(1), x)  # slot 1
+        x = warpgroup_mma(gl.load(centroids_ptr + ((word >> 2) & CODE_MASK)), pieces.index(2), x)  # slot 2
+        x = warpgroup_mma(gl.load(centroids_ptr + (word & CODE_MASK)), pieces.index(3), x)  # slot 3
+        y = (x * gl.expand_dims(norm, 1)).to(out_desc.dtype)
+        tma.store_wait(0)  # the previous block's output has left out_smem
+        gl.thread_barrier()
+        out_smem.store(y)
+        fence_async_shared()
+        gl.thread_barrier()
+        tma.async_copy_shared_to_global(out_desc, [first, 0], out_smem)
+    tma.store_wait(0)
+
+
+@gluon.jit
+def tq2_d128_decompress_ws(packed_desc, pieces_desc, out_desc, norms_ptr, centroids_ptr, n_rows):
+    """tq2_d128_decompress for Hopper GPUs (see above): one program an SM (the grid at most one a block of
+    WS_BLOCK_ROWS rows), 4 warps a partition. packed_desc: (n_rows, 32) uint8, block WS_BLOCK_ROWS x 32;
+    pieces_desc: (128, 128) fp16, block 32 x 128; out_desc: (n_rows, 128) fp16 or bf16, block
+    WS_BLOCK_ROWS x 128; norms: (n_rows,) fp32; centroids: (4,) fp16."""
+    BM: gl.constexpr = packed_desc.block_type.shape[0]
+    G: gl.constexpr = packed_desc.block_type.shape[1]
+    D: gl.constexpr = pieces_desc.block_type.shape[1]
+    gl.static_assert(BM == WS_BLOCK_ROWS and WS_STAGES % 2 == 0, "blocks of WS_BLOCK_ROWS rows, an even ring")
+    pieces = gl.allocate_shared_memory(gl.float16, [4, G, D], pieces_desc.layout)
+    ring = gl.allocate_shared_memory(gl.uint8, [WS_STAGES, BM, G], packed_desc.layout)
+    outs = gl.allocate_shared_memory(out_desc.dtype, [2, BM, D], out_desc.layout)
+    ready = gl.allocate_shared_memory(gl.int64, [WS_STAGES, 1], mbarrier.MBarrierLayout())
+    empty = gl.allocate_shared_memory(gl.int64, [WS_STAGES, 1], mbarrier.MBarrierLayout())
+    pieces_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    for s in gl.static_range(WS_STAGES):
+        mbarrier.init(ready.index(s), count=1)
+        mbarrier.init(empty.index(s), count=1)
+    mbarrier.init(pieces_bar, count=1)
+    mbarrier.expect(pieces_bar, 4 * pieces_desc.block_type.nbytes)
+    for j in gl.static_range(4):
+        tma.async_copy_global_to_shared(pieces_desc, [j * G, 0], pieces_bar, pieces.index(j))
+    n_blocks = gl.cdiv(n_rows, BM)
+    gl.warp_specialize([
+        (_ws_decompress_blocks, (ring, ready, empty, pieces, pieces_bar, outs.index(0), out_desc, norms_ptr,
+                                 centroids_ptr, n_rows, n_blocks, 0)),
+        (_ws_load, (packed_desc, ring, ready, empty, n_blocks)),
+        (_ws_decompress_blocks, (ring, ready, empty, pieces, pieces_bar, outs.index(1), out_desc, norms_ptr,
+                                 centroids_ptr, n_rows, n_blocks, 1)),
+    ], [1, 4], [24, WS_WORKER_REGS])
