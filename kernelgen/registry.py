@@ -258,11 +258,17 @@ def runs_tma(interpreted: bool) -> bool:
     return runs_ptx(interpreted) and torch.cuda.is_available() and torch.cuda.get_device_capability()[0] >= 9
 
 
+# The Triton version whose Gluon API the modules' warp-specialized kernels are written and measured against
+# (Gluon is experimental: its API moves between versions); with another, the Triton kernels run.
+GLUON_TRITON = (3, 6)
+
+
 def runs_ws(interpreted: bool) -> bool:
     """Whether compress and decompress may run a module's warp-specialized Gluon kernels (WS_COMPRESS_FROM,
     WS_DECOMPRESS_FROM): an NVIDIA GPU of compute capability 9 (their warpgroup products are Hopper's), not
-    under the interpreter."""
-    return runs_ptx(interpreted) and torch.cuda.is_available() and torch.cuda.get_device_capability()[0] == 9
+    under the interpreter, with Triton GLUON_TRITON."""
+    return (runs_ptx(interpreted) and _triton_minor() == GLUON_TRITON and torch.cuda.is_available()
+            and torch.cuda.get_device_capability()[0] == 9)
 
 
 def ws_from(op: str, layout: PackLayout | None = None) -> int:

@@ -733,14 +733,20 @@ def test_tq3_operand_by_quarters_times_the_reordered_pieces_is_the_reference_dec
 def test_decompress_takes_the_warp_specialized_kernel_only_for_16_bit_output_on_hopper_at_large_buckets(
         monkeypatch):
     """registry.runs_ws: NVIDIA GPUs of compute capability 9 only (Hopper's warpgroup products), not
-    under the interpreter nor on ROCm; registry.takes_ws: 16-bit output with fp16 products from
-    WS_DECOMPRESS_FROM rows on."""
+    under the interpreter nor on ROCm, nor with a Triton other than the one the Gluon kernels are written
+    against (GLUON_TRITON); registry.takes_ws: 16-bit output with fp16 products from WS_DECOMPRESS_FROM
+    rows on."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.version, "hip", None)
+    monkeypatch.setattr(registry, "_triton_minor", lambda: registry.GLUON_TRITON)
     for capability, expected in (((8, 0), False), ((9, 0), True), ((10, 0), False), ((12, 0), False)):
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda c=capability: c)
         assert registry.runs_ws(False) is expected, capability
         assert registry.runs_ws(True) is False
+    for version in ((3, 5), (3, 7), (4, 0)):
+        monkeypatch.setattr(registry, "_triton_minor", lambda v=version: v)
+        assert registry.runs_ws(False) is False, version
+    monkeypatch.setattr(registry, "_triton_minor", lambda: registry.GLUON_TRITON)
     monkeypatch.setattr(torch.version, "hip", "6.2.0")
     assert registry.runs_ws(False) is False
     first = registry.WS_DECOMPRESS_FROM
