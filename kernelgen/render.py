@@ -371,8 +371,9 @@ def _wide_pieces(layout: PackLayout) -> bool:
     return ROW_CHUNK < layout.dim_pad and layout.head_dim != layout.dim_pad and layout.head_dim % WIDE_TMA_K == 0
 
 
-def _tma_k(tma_rows: bool, coordinate: bool, pieces, layout: PackLayout) -> int | None:
-    """The columns of a TMA box where compress reads its rows in pieces (above), else None."""
+def _tma_k(tma_rows: bool, pieces, layout: PackLayout) -> int | None:
+    """The columns of a TMA box where compress reads its rows in pieces (above: a head dim cut in pieces,
+    D=128, and rows padded to 256 short of their padding), else None."""
     if not tma_rows:
         return None
     if layout.dim_pad > ROW_CHUNK:
@@ -500,7 +501,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
         whole = _whole_rotation(layout)
         pieces = _decompress_pieces(head_dim)
         tma_rows = _tma_rows(layout, fp16 is not None, coordinate)
-        tma_k = _tma_k(tma_rows, coordinate, pieces, layout)
+        tma_k = _tma_k(tma_rows, pieces, layout)
         precisions = {d: spec.rotation.precision_for(d) for d in spec.dtypes}
         joined = _joined_product(layout, fp16 is not None, tma_rows, tma_k)
         ws_decompress = _ws_decompress(layout, precisions)

@@ -34,10 +34,10 @@ def pieces_module(spec_name: str, tma_k: int, folder: Path, head_dim: int = HEAD
 
     original = render._tma_k
 
-    def patched(tma_rows, coordinate, pieces, layout):
+    def patched(tma_rows, pieces, layout):  # render._tma_k's signature (it took `coordinate` too when this ran)
         if tma_rows and layout.head_dim == head_dim:
             return tma_k
-        return original(tma_rows, coordinate, pieces, layout)
+        return original(tma_rows, pieces, layout)
 
     render._tma_k = patched
     try:
