@@ -121,8 +121,9 @@ SLOT_SPLIT_RULE = (COLUMN_SPLIT_MAX_ROWS, {4: 2, 3: 2})
 TMA_COMPRESS = (MAX_ROW_BUCKET, 3, {(64, 64): (4, 4), (128, 128): (3, 2), (128, 64): (3, 3), (128, 32): (4, 3),
                                     (256, 256): (1, 1), (256, 64): (1, 1)})
 # Decompress of 16-bit output from this row bucket on, on NVIDIA GPUs of compute capability 9 (Hopper), runs
-# the module's warp-specialized Gluon kernel where it has one (WS_DECOMPRESS: every shipped spec at D=192 and
-# 256, render._ws_decompress) instead of its Triton kernel; see runs_ws and BoundKernel.launch_ws.
+# the module's warp-specialized Gluon kernel where it has one (WS_DECOMPRESS: every shipped spec at D=128,
+# 192 and 256, tq4 at D=96 from WS_DECOMPRESS_PADDED_128_FROM; render._ws_decompress) instead of its Triton
+# kernel; see runs_ws and BoundKernel.launch_ws.
 # Measured on an H100 through the quantizer, both kernels as shipped (the Triton one at its tuned config),
 # fp16 and bf16 output (benchmarks/experiments/ws_decompress_sizes.py): at 65,536 rows the Gluon kernel was
 # faster for every module and dtype (tq4 D=256 27.3 against 44.0 µs, tq3 D=256 31.6 against 47.3, tq2
@@ -224,9 +225,9 @@ def slot_split(bucket: int, bits: int, precision: str) -> int:
     return programs.get(bits, 1) if precision == "fp16" and bucket <= max_bucket else 1
 
 
-def tma_stages(bucket: int, dtype: str, precision: str, head_dim: int, dim_pad: int, tma: bool) -> int:
+def tma_stages(bucket: int, dtype: str, head_dim: int, dim_pad: int, tma: bool) -> int:
     """Pipeline stages of a TMA compress at this bucket (TMA_COMPRESS), 0 for the pointer loads: 16-bit
-    rows padded to a width the rule lists for their form (raw_product), from its first bucket, where `tma`
+    rows padded to a width the rule lists (in one box: every form's), from its first bucket, where `tma`
     (the GPU has TMA). A tensor descriptor needs rows that start on 16 bytes: head dims that are not a
     multiple of 8 keep the pointer loads (the quantizer hands the kernels 16-byte aligned tensors). TMA
     coordinates are 32-bit, which bounds the rows at 2^31, past any GPU's memory (256 GiB of fp16 rows at
@@ -558,8 +559,7 @@ class BoundKernel:
             meta["SLOT_SPLIT"] = slot_split(bucket, self.variant.layout.bits, meta["PRECISION"])
         if self.tma_rows:
             layout = self.variant.layout
-            stages = tma_stages(bucket, dtype, meta["PRECISION"], layout.head_dim, layout.dim_pad,
-                                runs_tma(self.interpreted))
+            stages = tma_stages(bucket, dtype, layout.head_dim, layout.dim_pad, runs_tma(self.interpreted))
             meta.update(TMA_STAGES=stages, RAW_PRODUCT=raw_product(dtype, meta["PRECISION"]),
                         x_desc=None)  # x_desc is per call (see tma_launch)
             if stages:

@@ -395,8 +395,8 @@ def test_wide_compress_with_its_slot_columns_split_over_programs_matches_referen
 TMA_COMPRESS = [pytest.param(s, d, dt, id=f"{s}-d{d}-{dt}") for s, d, _, _ in VARIANTS
                 for dt in ("float16", "bfloat16")
                 if "x_desc" in registry.load_variant(s, d).kernel("compress").fn.arg_names
-                and registry.tma_stages(registry.MAX_ROW_BUCKET, dt, registry.load_variant(s, d).precision(dt), d,
-                                        registry.load_variant(s, d).layout.dim_pad, True)]
+                and registry.tma_stages(registry.MAX_ROW_BUCKET, dt, d, registry.load_variant(s, d).layout.dim_pad,
+                                        True)]
 
 
 @pytest.mark.parametrize("spec,head_dim,dtype", TMA_COMPRESS)

@@ -268,7 +268,7 @@ def test_compress_reads_its_rows_by_tma_at_the_largest_bucket_on_gpus_with_tma(m
         assert kernel.meta(config, "float16", 8)["TMA_STAGES"] == 0
     assert not registry.BoundKernel(registry.load_variant("tq4", 128), "decompress").tma_rows
     # a head dim off a multiple of 8 has rows off 16 bytes, which a tensor descriptor refuses
-    assert [registry.tma_stages(1 << 20, "float16", "fp16", d, 128, True) for d in (96, 100, 104, 127)] == [3, 0, 3, 0]
+    assert [registry.tma_stages(1 << 20, "float16", d, 128, True) for d in (96, 100, 104, 127)] == [3, 0, 3, 0]
 
 
 def test_rows_go_by_tma_only_on_nvidia_gpus_of_compute_capability_9_on_outside_the_interpreter(monkeypatch):
@@ -1001,6 +1001,35 @@ def test_a_hopper_decompress_whose_triton_kernel_takes_the_pair_table_gathers_fr
                 torch.zeros(n, lay.head_dim, dtype=torch.float16))
         made, pointers = kernel._ws_args(n, state, args)
         assert made[4] is (codebook if pairs else table) and pointers[1] is made[4]
+
+
+def test_the_hopper_decompress_set_up_holds_the_fp16_codebook_only_where_the_triton_kernel_takes_pairs(
+        monkeypatch):
+    """BoundKernel._ws_state, made here on the CPU with the GPU's answers faked (an SM count, a stream
+    getter, a device index): for tq3 D=128, whose Triton decompress takes the pair table, the state holds
+    the variant's codebook in fp16, and _ws_args hands that to the Gluon kernel in place of the table it
+    was given; tq3 D=256 and tq4 D=128 (16-entry codebooks, no pairs) hold none and pass their table on."""
+    monkeypatch.setattr(registry, "runs_ws", lambda interpreted: True)
+    monkeypatch.setattr(registry, "index_of", lambda device: 0)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: SimpleNamespace(multi_processor_count=132))
+    monkeypatch.setattr(sys.modules["triton.runtime.driver"], "driver",
+                        SimpleNamespace(active=SimpleNamespace(get_current_stream=lambda index: "stream")))
+    cpu = torch.device("cpu")
+    for spec, head_dim in (("tq3", 128), ("tq3", 256), ("tq4", 128)):
+        kernel = registry.BoundKernel(registry.load_variant(spec, head_dim), "decompress")
+        lay, pairs = kernel.variant.layout, (spec, head_dim) == ("tq3", 128)
+        state = kernel._ws_state(cpu)
+        assert ("codebook" in state) is pairs, (spec, head_dim)
+        table = torch.zeros(4 ** lay.bits, dtype=torch.int32) if pairs else kernel.variant.centroids.half()
+        n = 100
+        args = (torch.zeros(n, lay.packed_dim, dtype=torch.uint8), torch.zeros(n), None, table,
+                torch.zeros(n, lay.head_dim, dtype=torch.float16))
+        made, _ = kernel._ws_args(n, state, args)
+        if pairs:
+            assert made[4].dtype == torch.float16 and torch.equal(made[4], kernel.variant.centroids.half())
+        else:
+            assert made[4] is table
 
 
 def test_the_warp_specialized_kernel_s_first_set_up_refuses_a_cuda_graph_capture(monkeypatch):
