@@ -29,7 +29,9 @@
 # Twelfth session (benchmarks/h100-ws-compress.md): TUNE_SPECS="tq4 tq3 tq2" HEAD_DIMS="256" STOP_AFTER_TUNE=1
 # 146-186 s; SKIP_TUNE with SKIP_TESTS 133-156 s. Thirteenth session (benchmarks/h100-d128-pieces.md):
 # HEAD_DIMS="128" STOP_AFTER_TUNE=1 for all three specs 188-197 s, HEAD_DIMS="96" for one or two 164-179 s;
-# SKIP_TUNE with SKIP_TESTS 135-161 s.
+# SKIP_TUNE with SKIP_TESTS 135-161 s. Fourteenth session (benchmarks/h100-ws-parts.md): HEAD_DIMS="128"
+# STOP_AFTER_TUNE=1 for all three specs 152 s, HEAD_DIMS="96" 131 s, TUNE_SPECS="tq3" HEAD_DIMS="96 128" 147 s;
+# SKIP_TUNE with SKIP_TESTS 126-146 s.
 set -o pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 FINAL=${OUT:-/tmp/kernelgen-out}; LOGS=${LOGS:-/tmp/kernelgen-logs}; mkdir -p "$FINAL" "$LOGS/tuned"
