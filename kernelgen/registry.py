@@ -122,7 +122,7 @@ TMA_COMPRESS = (MAX_ROW_BUCKET, 3, {(64, 64): (4, 4), (128, 128): (3, 2), (128, 
                                     (256, 256): (1, 1), (256, 64): (1, 1)})
 # Decompress of 16-bit output from this row bucket on, on NVIDIA GPUs of compute capability 9 (Hopper), runs
 # the module's warp-specialized Gluon kernel where it has one (WS_DECOMPRESS: every shipped spec at D=128,
-# 192 and 256, tq4 at D=96 from WS_DECOMPRESS_PADDED_128_FROM; render._ws_decompress) instead of its Triton
+# 192 and 256, and at D=96 from WS_DECOMPRESS_PADDED_128_FROM; render._ws_decompress) instead of its Triton
 # kernel; see runs_ws and BoundKernel.launch_ws.
 # Measured on an H100 through the quantizer, both kernels as shipped (the Triton one at its tuned config),
 # fp16 and bf16 output (benchmarks/experiments/ws_decompress_sizes.py): at 65,536 rows the Gluon kernel was
@@ -136,9 +136,13 @@ WS_DECOMPRESS_FROM = 1 << 16
 # At D=128 (experiments/h100-ws_decompress_sizes-d128.txt, the D=128 tables tuned for the change): at 65,536
 # rows faster in 5 of 6 (tq2 fp16 12.9 against 15.1 µs; tq4 bf16 slower, 17.4 against 15.0), at 1M rows in
 # all 6 (tq4 fp16 133.7 against 146.2, tq3 151.4 against 162.1, tq2 122.3 against 147.1). Rows padded to 128
-# (tq4 D=96: render._ws_decompress) from the largest bucket only: at 1M rows faster (fp16 107.1 against
+# (D=96: render._ws_decompress) from the largest bucket only: tq4 at 1M rows faster (fp16 107.1 against
 # 124.5 µs, bf16 106.6 against 124.8), at 65,536 slower (16.6 against 12.9, bf16 17.1 against 16.5;
-# experiments/h100-ws_decompress_sizes-d96.txt).
+# experiments/h100-ws_decompress_sizes-d96.txt). With the partitions of render.WS_DECOMPRESS_PARTS
+# (experiments/h100-ws_decompress_parts.txt, fp16): at 1M rows faster for all three (tq4 101.2-101.9 against
+# 123.5-124.2, tq3 116.4-116.9 against 128.3-129.3, tq2 95.3-96.8 against 119.5-122.4), at 65,536 no
+# faster (tq4 17.5-19.7 against 17.4-17.6, tq3 17.7-18.5 against 17.5-18.3, tq2 17.9-18.4 against
+# 18.0-18.6).
 WS_DECOMPRESS_PADDED_128_FROM = MAX_ROW_BUCKET
 # Compress of 16-bit rows from this row bucket on, on the same GPUs, runs the module's warp-specialized Gluon
 # kernel where it has one (WS_COMPRESS: every shipped spec at D=256, render._ws_compress) instead of its
@@ -797,7 +801,9 @@ class BoundKernel:
                     "row_layouts": {dt: gl.NVMMASharedLayout.get_default_for([block, lay.dim_pad], gdt)
                                     for dt, gdt in ((torch.float16, gl.float16), (torch.bfloat16, gl.bfloat16))},
                 }
-                if self.op == "decompress" and getattr(self.variant.module, "CENTROID_PAIRS", False):
+                module = self.variant.module
+                if (self.op == "decompress" and getattr(module, "CENTROID_PAIRS", False)
+                        and not getattr(module, "WS_CENTROID_PAIRS", False)):
                     # the Gluon kernel gathers a code at a time from the fp16 codebook, where the Triton
                     # kernel takes the pair table (the quantizer's constant)
                     state["codebook"] = self.variant.centroids.to(device=device, dtype=torch.float16)

@@ -393,15 +393,16 @@ def _decompress_pieces(head_dim: int) -> tuple[tuple[int, int], ...] | None:
     return ((0, high), (high, low))
 
 
-# Decompress of rows padded to 256 (D=192 and 256) and of rows of 128 dims (and tq4's of 96) gets a second
-# kernel, in Gluon, for Hopper GPUs (the registry's WS_DECOMPRESS_FROM rule launches it): one program an SM
-# holds the rotation (128 or 32 KB of fp16) in shared memory; two warpgroups, each its own partition, take
-# alternate row blocks: one gathers a block's centroids straight into the product's register operand while
-# the other's product runs, and each stores its output by TMA. One-byte groups (tq4, tq2) come by TMA into
-# a ring that a one-warp partition fills; 3-byte groups (tq3) by pointer loads of 8-byte words (4-byte at
-# D=128: PackLayout.quarter_word_bytes) one block ahead, each thread a quarter of a row, the operand's
-# columns in the order that puts them there (layout.PackLayout.quarter_group_order). Code j of
-# every group multiplies the rotation's rows j, j + g, ... (g codes a group), so the slots are never joined
+# Decompress of rows padded to 256 (D=192 and 256) and of rows of 128 and 96 dims gets a second kernel, in
+# Gluon, for Hopper GPUs (the registry's WS_DECOMPRESS_FROM rule launches it): one program an SM holds the
+# rotation (128 or 32 KB of fp16) in shared memory; two or more warpgroups, each its own partition, take
+# turns at the row blocks (WS_DECOMPRESS_PARTS below): one gathers a block's centroids straight into the
+# product's register operand while another's product runs, and each stores its output by TMA. One-byte
+# groups (tq4, tq2) come by TMA into a ring that a one-warp partition fills, except tq2's 24-byte rows at
+# D=96; those and 3-byte groups (tq3) come by pointer loads of 8-byte words (4-byte for tq3 at D=128 and
+# 96: PackLayout.quarter_word_bytes) one block ahead, each thread a quarter of a row, the operand's columns
+# in the order that puts them there (layout.PackLayout.quarter_group_order). Code j of every group
+# multiplies the rotation's rows j, j + g, ... (g codes a group), so the slots are never joined
 # back into coordinate order. The modules then import Gluon, as Triton 3.6 has it (pyproject's floor).
 # Measured on an H100, tq4 D=256, 1M fp16 rows (benchmarks/experiments/ws_d256.py, three rounds):
 # 264.6-268.1 µs (85.0% of copy) against 546.1-564.6 for the Triton kernel; outputs as close to the fp32
@@ -417,23 +418,62 @@ def _decompress_pieces(head_dim: int) -> tuple[tuple[int, int], ...] | None:
 # 146.6-156.0, tq3 150.2-151.5 against 159.7-161.4, tq2 125.2-126.8 against 149.0-154.1; two programs an SM
 # were slower than one (tq4 fp16 139.2-139.8). At D=96, 1M rows (experiments/h100-ws_decompress_sizes-d96.txt,
 # the tables tuned for it): tq4 fp16 107.1 µs against 124.5, bf16 106.6 against 124.8 (at 65,536 rows
-# slower: registry.WS_DECOMPRESS_PADDED_128_FROM); tq3 128.8 against 127.7, bf16 129.6 against 127.3, so
-# 3-byte groups keep the Triton kernel there (tq2's 24-byte packed rows are no TMA box). D=80 and 112 keep
-# it: not measured.
+# slower: registry.WS_DECOMPRESS_PADDED_128_FROM); tq3 128.8 against 127.7 with two partitions, faster with
+# three (WS_DECOMPRESS_PARTS). D=80 and 112 keep the Triton kernel: not measured.
 WS_DECOMPRESS_DIM_PAD = 256
-WS_DECOMPRESS_HEAD_DIMS = {128: (1, 3), 96: (1,)}  # rows padded to 128: head dim -> bytes a group that take it
+WS_DECOMPRESS_HEAD_DIMS = {128: (1, 3), 96: (1, 3)}  # rows padded to 128: head dim -> bytes a group that take it
+# Compute partitions a program (one warpgroup each), registers a thread of each but the first (which takes
+# what is left), whether a block's products are issued asynchronously and waited for once, and whether
+# 3-bit codes are gathered two groups at a time from the pair table (CENTROID_PAIRS: one 4-byte gather,
+# already the operand's two fp16 of a thread, for two 2-byte ones), by head dim and how the packed bytes
+# come (TMA into a ring, or pointer loads of one-byte or 3-byte groups); two partitions (WS_DECOMPRESS_TWO)
+# where this does not list it. With two, a block's latency, not memory, bounded the kernel at D<=128 (tq3
+# D=96 ran no faster than its Triton kernel); more take turns. Measured on an H100, 1M fp16 rows
+# (benchmarks/experiments/ws_decompress_parts.py, three rounds; benchmarks/h100-ws-parts.md): tq3 D=96 four
+# partitions, asynchronous, in pairs 98.2-99.1 µs against 106.1-106.6 with three, 110.6-116.9 with three
+# one code a gather, 131.1-131.7 with two and 125.1-130.0 for the Triton kernel; tq3 D=128 three in pairs
+# 127.8-128.6 against 129.3-130.3 with four, 132.6-137.1 one code a gather and 147.6-153.2 with two; tq4
+# D=96 three 100.7-103.4 against 106.4-109.9 with two; tq2 D=96 (24 packed bytes a row, no TMA box:
+# pointer loads) four 95.3-97.2 against 104.4-106.4 with three and 119.5-124.3 for its Triton kernel. tq4
+# and tq2 at D=128 keep two: with three, tq4 135.1-142.4 against 135.5-136.6, tq2 123.9-124.4 against
+# 123.0-123.5, and tq4 140.5 in run V's dims table against 133.7 with two in run W's. With the ring's
+# loader four partitions spill registers (compiled for sm_90); tq2's four ran slower asynchronously
+# (104.0-104.9 µs).
+WS_DECOMPRESS_TWO = (2, 232, False, False)
+WS_DECOMPRESS_PARTS = {  # (head dim, one-byte groups by TMA, bytes a group) -> (partitions, registers, async, pairs)
+    (96, True, 1): (3, 160, False, False), (96, False, 1): (4, 128, False, False),
+    (96, False, 3): (4, 128, True, True), (128, False, 3): (3, 160, True, True),
+}
 
 
 def _ws_decompress(layout: PackLayout, precisions: dict[str, str]) -> bool:
     """Whether the module gets the warp-specialized decompress (above): rows padded to
     WS_DECOMPRESS_DIM_PAD, or a head dim and group width WS_DECOMPRESS_HEAD_DIMS lists, fp16 products for
-    some 16-bit dtype, output rows TMA can store (a multiple of 16 bytes), and, for one-byte groups, which
-    come by TMA too, packed rows of such a width (3-byte groups are loaded by pointers)."""
+    some 16-bit dtype, output rows TMA can store (a multiple of 16 bytes), and packed rows that come by TMA
+    (one-byte groups in rows of a multiple of 16 bytes), 3-byte groups (by pointers) or a form
+    WS_DECOMPRESS_PARTS lists (tq2's rows of 24 bytes at D=96, by pointers)."""
     listed = layout.bytes_per_group in WS_DECOMPRESS_HEAD_DIMS.get(layout.head_dim, ())
+    by_tma, key = _ws_decompress_key(layout)
     return ((layout.dim_pad == WS_DECOMPRESS_DIM_PAD or listed)
             and layout.head_dim % 8 == 0
             and any(precisions.get(d) == "fp16" for d in ("float16", "bfloat16"))
-            and (layout.bytes_per_group > 1 or layout.packed_dim % 16 == 0))
+            and (by_tma or layout.bytes_per_group > 1 or key in WS_DECOMPRESS_PARTS))
+
+
+def _ws_decompress_key(layout: PackLayout) -> tuple[bool, tuple[int, bool, int]]:
+    """Whether the packed rows come by TMA (one-byte groups in rows of a multiple of 16 bytes; else by
+    pointer loads of a quarter of a row a thread), and the module's WS_DECOMPRESS_PARTS key."""
+    by_tma = layout.bytes_per_group == 1 and layout.packed_dim % 16 == 0
+    return by_tma, (layout.head_dim, by_tma, layout.bytes_per_group)
+
+
+def _ws_decompress_form(layout: PackLayout) -> tuple[int, int, bool, bool]:
+    """(partitions, registers, async, pairs) of the module's warp-specialized decompress; pairs only where
+    the Triton decompress takes the pair table (_pair_centroids), which the kernel is then handed, and the
+    groups come by pointer loads (the pairs are made from a quarter's group words)."""
+    by_tma, key = _ws_decompress_key(layout)
+    parts, registers, issued, pairs = WS_DECOMPRESS_PARTS.get(key, WS_DECOMPRESS_TWO)
+    return parts, registers, issued, pairs and _pair_centroids(layout) and not by_tma
 
 
 # Compress of 16-bit rows at D=256 gets a second kernel, in Gluon, for Hopper GPUs (the registry's
@@ -522,6 +562,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             word_stores=_word_stores(layout), word_groups=layout.dim_pad // layout.codes_per_group if coordinate
             else layout.slot_pad,
             precision=repr(precisions), ws_decompress=ws_decompress,
+            ws_parts=ws_decompress and _ws_decompress_form(layout),
             ws_compress=_ws_compress(layout, precisions, joined, lane_groups, ws_decompress),
             interleave=_interleave([f"v{j}" for j in range(layout.codes_per_group)]),
             tune_key='["ROW_BUCKET"]' if spec.autotune.key == "row_bucket" else "[]",

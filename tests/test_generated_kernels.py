@@ -142,9 +142,10 @@ def test_decompress_taking_several_row_blocks_a_program_matches_reference(spec, 
 
 
 # On NVIDIA GPUs of compute capability 9, decompress of 16-bit output runs the module's warp-specialized
-# Gluon kernel from registry.WS_DECOMPRESS_FROM rows on (every spec at D=128/192/256; tq4 at D=96 from
+# Gluon kernel from registry.WS_DECOMPRESS_FROM rows on (every spec at D=128/192/256; at D=96 from
 # WS_DECOMPRESS_PADDED_128_FROM); here from every bucket, at row counts that leave blocks partly filled and
-# give each program several blocks (the ring wraps), the Triton kernel never run.
+# give each program 9 blocks (each of its 2-4 compute partitions several; the ring, 2 blocks a partition,
+# wraps), the Triton kernel never run.
 WS = [pytest.param(s, d, dt, id=f"{s}-d{d}-{dt}") for s, d, dtypes, _ in VARIANTS
       if hasattr(registry.load_variant(s, d).module, "WS_DECOMPRESS")
       for dt in ("float16", "bfloat16") if dt in dtypes]

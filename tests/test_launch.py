@@ -126,6 +126,7 @@ def test_wide_decompress_takes_row_blocks_past_the_split_bucket(monkeypatch):
 
 def test_one_step_decompress_takes_more_row_blocks_a_program_at_larger_buckets(monkeypatch):
     kernel = registry.BoundKernel(registry.load_variant("tq4", 128), "decompress")
+    kernel.ws_kernel = None  # the Triton kernel's launch (on Hopper GPUs its warp-specialized kernel takes 2^16 on)
     calls = []
     kernel.fn = _FakeJit(kernel.fn.arg_names, calls)
     kernel.interpreted, kernel._direct = False, True
@@ -420,42 +421,77 @@ def test_direct_launches_only_for_compiled_kernels_of_triton_3_6(monkeypatch):
 
 # -- the warp-specialized decompress (Gluon, Hopper) ------------------------------------------------------
 
-def test_warp_specialized_decompress_is_rendered_for_rows_padded_to_256_and_rows_of_128():
-    """render._ws_decompress: every spec at D=128, 192 and 256, and tq4 at D=96, carries WS_DECOMPRESS,
-    naming a Gluon kernel of the module, which reads one-byte groups (tq4, tq2) by TMA and 3-byte groups
-    (tq3) by pointers; other rows padded to 128 or less do not (tq3 at D=96 measured no faster, tq2's
-    24-byte rows are no TMA box), nor would a spec whose 16-bit dtypes take fp32 products, nor one-byte
-    groups whose packed rows TMA cannot take."""
+def test_warp_specialized_decompress_is_rendered_for_rows_padded_to_256_and_rows_of_128_and_96():
+    """render._ws_decompress: every spec at D=96, 128, 192 and 256 carries WS_DECOMPRESS, naming a Gluon
+    kernel of the module, which reads one-byte groups (tq4, tq2) by TMA, and 3-byte groups (tq3) and tq2's
+    24-byte rows at D=96 by pointers; D=64, 80 and 112 do not (not measured), nor would a spec whose 16-bit
+    dtypes take fp32 products, nor one-byte groups whose packed rows neither TMA nor WS_DECOMPRESS_PARTS
+    takes."""
     from kernelgen import render
     from kernelgen.layout import PackLayout
 
     for spec in ("tq4", "tq3", "tq2"):
         for head_dim in (64, 80, 96, 112, 128, 192, 256):
             module = registry.load_variant(spec, head_dim).module
-            expected = head_dim in (128, 192, 256) or (spec, head_dim) == ("tq4", 96)
+            expected = head_dim in (96, 128, 192, 256)
             assert hasattr(module, "WS_DECOMPRESS") is expected, (spec, head_dim)
             if expected:
                 kernel = getattr(module, module.WS_DECOMPRESS)
                 assert type(kernel).__name__ == "GluonJITFunction"
-                assert kernel.arg_names[0] == ("packed_ptr" if spec == "tq3" else "packed_desc")
+                by_pointers = spec == "tq3" or (spec, head_dim) == ("tq2", 96)
+                assert kernel.arg_names[0] == ("packed_ptr" if by_pointers else "packed_desc"), (spec, head_dim)
                 assert registry.BoundKernel(registry.load_variant(spec, head_dim), "decompress").ws_kernel is not None
     fp16 = {"float16": "fp16", "bfloat16": "fp16", "float32": "ieee"}
     assert render._ws_decompress(PackLayout(4, 256), fp16)
     assert not render._ws_decompress(PackLayout(4, 256), {"float16": "ieee", "float32": "ieee"})
     assert render._ws_decompress(PackLayout(4, 160), fp16)  # 80 packed bytes a row: TMA takes 16-byte rows
-    assert not render._ws_decompress(PackLayout(4, 136), fp16)  # 68: it does not
+    assert not render._ws_decompress(PackLayout(4, 136), fp16)  # 68: it does not, nor pointers at 256
     assert render._ws_decompress(PackLayout(3, 136), fp16)  # 3-byte groups go by pointers
-    assert render._ws_decompress(PackLayout(4, 128), fp16) and render._ws_decompress(PackLayout(4, 96), fp16)
-    assert not render._ws_decompress(PackLayout(3, 96), fp16) and not render._ws_decompress(PackLayout(3, 112), fp16)
-    assert not render._ws_decompress(PackLayout(2, 96), fp16)  # 24 packed bytes a row
+    for bits in (4, 3, 2):
+        assert render._ws_decompress(PackLayout(bits, 128), fp16) and render._ws_decompress(PackLayout(bits, 96), fp16)
+        assert not render._ws_decompress(PackLayout(bits, 112), fp16)
+
+
+def test_warp_specialized_decompress_partitions_follow_the_padding_and_the_loads():
+    """render.WS_DECOMPRESS_PARTS, as the modules carry it: two compute partitions (232 registers a thread
+    for the second) where it lists nothing (D=128 by TMA, D=192, 256); tq4 D=96 three (160); tq3 D=128
+    three and D=96 four (128), their products issued asynchronously and their codes gathered in pairs of
+    groups from the pair table; tq2 D=96, one-byte groups by pointers, four. The ring holds two row blocks
+    a partition; each partition has its output buffer and its place in warp_specialize."""
+    from kernelgen import render
+
+    expected = {("tq4", 96): (3, 160, False, False), ("tq3", 96): (4, 128, True, True),
+                ("tq3", 128): (3, 160, True, True), ("tq2", 96): (4, 128, False, False)}
+    for spec in ("tq4", "tq3", "tq2"):
+        for head_dim in (96, 128, 192, 256):
+            variant = registry.load_variant(spec, head_dim)
+            module = variant.module
+            parts, regs, issued, pairs = expected.get((spec, head_dim), (2, 232, False, False))
+            assert render._ws_decompress_form(variant.layout) == (parts, regs, issued, pairs)
+            source = Path(module.__file__).read_text()
+            assert module.WS_WORKER_REGS.value == regs, (spec, head_dim)
+            ring = hasattr(module, "WS_STAGES")
+            assert ring is (spec != "tq3" and (spec, head_dim) != ("tq2", 96))
+            if ring:
+                assert module.WS_STAGES.value == 2 * parts
+            assert f"Compute partition PART of {parts} " in source
+            assert f"outs = gl.allocate_shared_memory(out_desc.dtype, [{parts}, BM, D]" in source
+            assert source.count("(_ws_decompress_blocks, (") == parts
+            workers = ["1"] * ring + ["4"] * (parts - 1), ["24"] * ring + ["WS_WORKER_REGS"] * (parts - 1)
+            assert f"], [{', '.join(workers[0])}], [{', '.join(workers[1])}])" in source, (spec, head_dim)
+            assert ("is_async=True" in source) is issued and ("warpgroup_mma_wait(0" in source) is issued
+            assert hasattr(module, "WS_CENTROID_PAIRS") is pairs and ("pair0 = gl.load(centroids_ptr" in source) is pairs
+            assert f"programs), {parts}):" in source
 
 
 def test_hopper_decompress_of_rows_padded_to_128_starts_at_the_largest_bucket():
     """registry.ws_from: compress's Gluon kernel from WS_COMPRESS_FROM, decompress's from
-    WS_DECOMPRESS_FROM, but for a head dim padded to 128 (tq4 D=96, slower than its Triton kernel at 65,536
+    WS_DECOMPRESS_FROM, but for a head dim padded to 128 (D=96, no faster than its Triton kernel at 65,536
     rows) from WS_DECOMPRESS_PADDED_128_FROM (the largest bucket); takes_ws follows the layout."""
     assert registry.WS_DECOMPRESS_PADDED_128_FROM == registry.MAX_ROW_BUCKET > registry.WS_DECOMPRESS_FROM
     for spec, head_dim, first in (("tq4", 96, registry.WS_DECOMPRESS_PADDED_128_FROM),
+                                  ("tq3", 96, registry.WS_DECOMPRESS_PADDED_128_FROM),
+                                  ("tq2", 96, registry.WS_DECOMPRESS_PADDED_128_FROM),
                                   ("tq4", 128, registry.WS_DECOMPRESS_FROM), ("tq3", 192, registry.WS_DECOMPRESS_FROM)):
         variant = registry.load_variant(spec, head_dim)
         assert registry.BoundKernel(variant, "decompress").ws_kernel is not None, (spec, head_dim)
@@ -837,7 +873,8 @@ signature = {kernel.arg_names[0]: mangle_type(packed) if by_tma else "*u8",
              "pieces_desc": mangle_type(desc(pieces, list(pieces.shape), [lay.slot_pad, lay.dim_pad], gl.float16)),
              "out_desc": mangle_type(desc(torch.zeros(4, head_dim, dtype=torch.float16), [4, head_dim],
                                           [block, lay.dim_pad], gl.float16)),
-             "norms_ptr": "*fp32", "centroids_ptr": "*fp16", "n_rows": "i32"}
+             "norms_ptr": "*fp32", "centroids_ptr": "*i32" if getattr(module, "WS_CENTROID_PAIRS", False) else "*fp16",
+             "n_rows": "i32"}
 pointers = (3, 4) if by_tma else (0, 3, 4)
 source = GluonASTSource(fn=kernel, signature=signature, constexprs={},
                         attrs={(i,): [["tt.divisibility", 16]] for i in pointers})
@@ -859,29 +896,41 @@ def _compile_ws_for_hopper(spec, head_dim, kernels="", op="decompress", dtype="f
 
 
 @pytest.mark.parametrize("spec,head_dim", [("tq4", 256), ("tq2", 192), ("tq3", 256), ("tq4", 128), ("tq2", 128),
-                                           ("tq3", 128)])
+                                           ("tq3", 128), ("tq4", 96), ("tq3", 96), ("tq2", 96)])
 def test_warp_specialized_decompress_compiles_for_hopper_without_a_gpu(spec, head_dim):
-    """The rendered Gluon kernel compiles for sm_90a here: two compute partitions and, for packed rows by
-    TMA, a loader (twelve warps: warps go by fours; else eight), the products as wgmma of the whole padded
-    row, and shared memory within an H100's 227 KB a block. tq4 D=256 has two pieces of K=128; tq2 D=192
-    four of K=64, its rows padded; tq3 eight of K=32, its bytes by pointers (at D=128, of K=16, its
-    quarters of 12 bytes in 4-byte words)."""
+    """The rendered Gluon kernel compiles for sm_90a here: its compute partitions (render.WS_DECOMPRESS_PARTS,
+    4 warps each) and, for packed rows by TMA, a loader (warps go by fours: 12 for two partitions, 16 for
+    three), the products as wgmma of the whole padded row, and shared memory within an H100's 227 KB a
+    block. tq4 D=256 has two pieces of K=128; tq2 D=192 four of K=64, its rows padded; tq3 eight of K=32,
+    its bytes by pointers (at D=128 and 96, of K=16, its quarters of 12 bytes in 4-byte words); tq2 D=96
+    four of K=32, its 24-byte rows by pointers (a quarter of a row, 8 bytes, a load)."""
+    from kernelgen import render
+
     compiled = _compile_ws_for_hopper(spec, head_dim)
-    lay, by_tma, ptx = registry.load_variant(spec, head_dim).layout, compiled["by_tma"], compiled["ptx"]
-    assert compiled["num_warps"] == (12 if by_tma else 8)
+    variant = registry.load_variant(spec, head_dim)
+    lay, by_tma, ptx = variant.layout, compiled["by_tma"], compiled["ptx"]
+    parts, _, _, pairs = render._ws_decompress_form(lay)
+    assert parts == {("tq4", 96): 3, ("tq3", 128): 3, ("tq3", 96): 4, ("tq2", 96): 4}.get((spec, head_dim), 2)
+    assert compiled["num_warps"] == 4 * parts + (4 if by_tma else 0)
     assert 0 < compiled["shared"] <= 227 * 1024
     assert f"wgmma.mma_async.sync.aligned.m64n{lay.dim_pad}k16.f32.f16.f16" in ptx
     assert "setmaxnreg" in ptx and "cp.async.bulk.tensor" in ptx
     assert "mbarrier.try_wait" in ptx.split(".entry")[1]
-    # tq3's packed bytes: loads of WS_PACKED_ALIGN bytes (3 a quarter, 2 rows a thread: 6 a partition
-    # before its loop, 6 in it), never a byte a load; the norms' loads are 4 bytes wide too (2 rows a
-    # thread, 2 a partition)
-    word = 8 * getattr(registry.load_variant(spec, head_dim).module, "WS_PACKED_ALIGN", 8)
+    # packed bytes by pointers: loads of WS_PACKED_ALIGN bytes (a quarter of a row in words, 2 rows a
+    # thread, once before a partition's loop and once in it), never a byte a load; the norms' loads are
+    # 4 bytes wide too (2 rows a thread, 2 a partition)
+    # tq3 at D<=128 gathers two groups' codes a load from the pair table: 4-byte loads, none of 2 bytes
+    gathers = re.findall(r"ld\.global(?:\.nc)?\.[bu]16 ", ptx)
+    assert (not gathers) is pairs is (spec == "tq3" and head_dim <= 128), len(gathers)
+    word = 8 * getattr(variant.module, "WS_PACKED_ALIGN", 8)
     byte_loads = re.findall(r"ld\.global(?:\.nc)?\.[bu]8 ", ptx)
     word_loads = re.findall(rf"ld\.global(?:\.nc)?\.[bu]{word} ", ptx)
-    norm_loads = 4 if word == 32 else 0
-    assert not byte_loads and len(word_loads) == (0 if by_tma else 2 * 2 * 6 + norm_loads), (len(byte_loads),
-                                                                                              len(word_loads))
+    quarter_words = lay.slot_pad // 4 * lay.bytes_per_group * 8 // word
+    norm_loads = 2 * parts if word == 32 else 0
+    pair_gathers = parts * lay.codes_per_group * 2 * lay.slot_pad // 8 if pairs else 0  # 2 rows, 2 pairs a quarter
+    assert not byte_loads and len(word_loads) == (0 if by_tma else parts * 2 * 2 * quarter_words + norm_loads
+                                                  + pair_gathers), (
+        len(byte_loads), len(word_loads))
 
 
 @pytest.mark.parametrize("head_dim,word", [(136, 1), (144, 2), (160, 4)])
@@ -1003,12 +1052,14 @@ def test_a_hopper_decompress_whose_triton_kernel_takes_the_pair_table_gathers_fr
         assert made[4] is (codebook if pairs else table) and pointers[1] is made[4]
 
 
-def test_the_hopper_decompress_set_up_holds_the_fp16_codebook_only_where_the_triton_kernel_takes_pairs(
+def test_the_hopper_decompress_set_up_holds_the_fp16_codebook_where_only_the_triton_kernel_takes_pairs(
         monkeypatch):
     """BoundKernel._ws_state, made here on the CPU with the GPU's answers faked (an SM count, a stream
-    getter, a device index): for tq3 D=128, whose Triton decompress takes the pair table, the state holds
-    the variant's codebook in fp16, and _ws_args hands that to the Gluon kernel in place of the table it
-    was given; tq3 D=256 and tq4 D=128 (16-entry codebooks, no pairs) hold none and pass their table on."""
+    getter, a device index): where the Triton decompress takes the pair table (CENTROID_PAIRS) and the
+    Gluon kernel gathers a code at a time (no WS_CENTROID_PAIRS: tq3 D=128 with that attribute taken away),
+    the state holds the variant's codebook in fp16, and _ws_args hands that to the Gluon kernel in place
+    of the table it was given; where both take pairs (tq3 D=96 and 128 as shipped), and for 16-entry
+    codebooks without pairs (tq3 D=256, tq4 D=128), it holds none and passes the table on."""
     monkeypatch.setattr(registry, "runs_ws", lambda interpreted: True)
     monkeypatch.setattr(registry, "index_of", lambda device: 0)
     monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)
@@ -1016,20 +1067,27 @@ def test_the_hopper_decompress_set_up_holds_the_fp16_codebook_only_where_the_tri
     monkeypatch.setattr(sys.modules["triton.runtime.driver"], "driver",
                         SimpleNamespace(active=SimpleNamespace(get_current_stream=lambda index: "stream")))
     cpu = torch.device("cpu")
-    for spec, head_dim in (("tq3", 128), ("tq3", 256), ("tq4", 128)):
-        kernel = registry.BoundKernel(registry.load_variant(spec, head_dim), "decompress")
-        lay, pairs = kernel.variant.layout, (spec, head_dim) == ("tq3", 128)
-        state = kernel._ws_state(cpu)
-        assert ("codebook" in state) is pairs, (spec, head_dim)
-        table = torch.zeros(4 ** lay.bits, dtype=torch.int32) if pairs else kernel.variant.centroids.half()
-        n = 100
-        args = (torch.zeros(n, lay.packed_dim, dtype=torch.uint8), torch.zeros(n), None, table,
-                torch.zeros(n, lay.head_dim, dtype=torch.float16))
-        made, _ = kernel._ws_args(n, state, args)
-        if pairs:
-            assert made[4].dtype == torch.float16 and torch.equal(made[4], kernel.variant.centroids.half())
-        else:
-            assert made[4] is table
+    for spec, head_dim, single in (("tq3", 128, True), ("tq3", 128, False), ("tq3", 96, False), ("tq3", 256, False),
+                                   ("tq4", 128, False)):
+        variant = registry.load_variant(spec, head_dim)
+        pairs = getattr(variant.module, "CENTROID_PAIRS", False)
+        assert getattr(variant.module, "WS_CENTROID_PAIRS", False) is pairs, (spec, head_dim)
+        with monkeypatch.context() as patch:
+            if single:
+                patch.delattr(variant.module, "WS_CENTROID_PAIRS")
+            kernel = registry.BoundKernel(variant, "decompress")
+            lay = kernel.variant.layout
+            state = kernel._ws_state(cpu)
+            assert ("codebook" in state) is single, (spec, head_dim)
+            table = torch.zeros(4 ** lay.bits, dtype=torch.int32) if pairs else kernel.variant.centroids.half()
+            n = 100
+            args = (torch.zeros(n, lay.packed_dim, dtype=torch.uint8), torch.zeros(n), None, table,
+                    torch.zeros(n, lay.head_dim, dtype=torch.float16))
+            made, _ = kernel._ws_args(n, state, args)
+            if single:
+                assert made[4].dtype == torch.float16 and torch.equal(made[4], kernel.variant.centroids.half())
+            else:
+                assert made[4] is table
 
 
 def test_the_warp_specialized_kernel_s_first_set_up_refuses_a_cuda_graph_capture(monkeypatch):

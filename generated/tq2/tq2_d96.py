@@ -16,6 +16,9 @@ PRECISION says fp16 for the products, else fp32; fp32 always for decompress_rota
 
 import triton
 import triton.language as tl
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier, tma, warpgroup_mma
 
 HEAD_DIM = tl.constexpr(96)
 DIM_PAD = tl.constexpr(128)  # power-of-two tile width; lanes >= HEAD_DIM are masked
@@ -385,3 +388,135 @@ def tq2_d96_decompress_rotated(
     cols = tl.arange(0, SLOT_PAD * 4)
     tl.store(out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + cols[None, :],
              (values * norm).to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & (cols < HEAD_DIM)[None, :])
+
+
+# -- decompress on Hopper GPUs, warp-specialized (Gluon) ----------------------------------------------------
+# The registry launches WS_DECOMPRESS instead of tq2_d96_decompress for large row counts of 16-bit output on
+# NVIDIA GPUs of compute capability 9 (registry.WS_DECOMPRESS_FROM; WS_DECOMPRESS_PADDED_128_FROM for rows padded to 128, where the measurements are); elsewhere, and
+# under the Triton interpreter, the kernel above runs. It takes a pointer to the packed rows, tensor descriptors of the
+# rotation's pieces and the output, and pointers to the norms and the fp16 codebook. The pieces: piece j is
+# the padded rotation's rows j, j + 4, j + 8, ... (32 rows of 128, in WS_GROUP_ORDER; registry.LoadedVariant.rotation_pieces), the rows
+# that code j of every byte group multiplies, so the slots' centroids never go back into coordinate order.
+WS_DECOMPRESS = "tq2_d96_decompress_ws"
+WS_BLOCK_ROWS = gl.constexpr(64)  # rows a block: the product's M, one warpgroup
+WS_WORKER_REGS = gl.constexpr(128)  # registers a thread of each compute partition after the first (the first takes the rest)
+# the byte group each of a piece's 32 rows (the operand's columns) belongs to: a thread's columns are one
+# quarter of the packed row (layout.PackLayout.quarter_group_order); the packed rows must start on 8 bytes
+WS_GROUP_ORDER = (0, 1, 8, 9, 16, 17, 24, 25, 2, 3, 10, 11, 18, 19, 26, 27, 4, 5, 12, 13, 20, 21, 28, 29, 6, 7, 14, 15, 22, 23, 30, 31)
+WS_PACKED_ALIGN = 8
+
+
+@gluon.jit
+def _ws_quarter_loads(units, first, packed_rows, quarters, n_rows):
+    """The packed bytes of rows first .. first + BM - 1 (none past n_rows), a quarter of a row a thread as
+    its layout (`quarter` below) gives: one word of 8 bytes, (BM, 4)."""
+    ok = gl.expand_dims(first + packed_rows < n_rows, 1)
+    src = units + gl.expand_dims((first + packed_rows).to(gl.int64) * (PACKED_DIM // 8), 1) + gl.expand_dims(quarters, 0)
+    w0 = gl.load(src, mask=ok & gl.expand_dims(quarters < 3, 0), other=0)  # bytes 0-7 of the quarter
+    return w0
+
+
+@gluon.jit
+def _ws_operand_groups(g0, g1, g2, g3, g4, g5, g6, g7):
+    """Group words of a quarter of each row, (BM, 4) each: g_m[r, q] = group 8q + m of row r, to (BM, 32)
+    in WS_GROUP_ORDER: position 8i + 2q + h holds g_(2i + h)[:, q], so that the conversion to the operand's
+    layout moves nothing between threads (layout.PackLayout.quarter_group_order)."""
+    p0 = gl.join(g0, g1)  # (BM, 4, 2): pair 0, h last
+    p1 = gl.join(g2, g3)  # (BM, 4, 2): pair 1, h last
+    p2 = gl.join(g4, g5)  # (BM, 4, 2): pair 2, h last
+    p3 = gl.join(g6, g7)  # (BM, 4, 2): pair 3, h last
+    s0_0 = gl.join(p0, p2)
+    s0_1 = gl.join(p1, p3)
+    s1_0 = gl.join(s0_0, s0_1)
+    # dims (row, q, h, then the pair index from its highest bit): pair index, q, h in that order
+    return gl.permute(s1_0, [0, 3, 4, 1, 2]).reshape([g0.shape[0], 32])
+
+
+@gluon.jit
+def _ws_decompress_blocks(packed_ptr, pieces, pieces_bar, out_smem, out_desc, norms_ptr, centroids_ptr, n_rows,
+                          n_blocks, PART: gl.constexpr):
+    """Compute partition PART of 4 (one warpgroup): blocks PART, PART + 4, ... of this program. The packed
+    bytes go from memory (8-byte loads: rows of 24 bytes are no TMA box), a quarter of a row a thread, into the
+    product's operand layout; each slot's centroids, gathered there, multiply that slot's piece of the rotation (4 products,
+    fp32 accumulation); then the norm scales the block, which leaves by TMA (rows past n_rows and dims past
+    HEAD_DIM are dropped by it)."""
+    BM: gl.constexpr = out_smem.type.shape[0]
+    G: gl.constexpr = pieces.type.shape[1]
+    D: gl.constexpr = pieces.type.shape[2]
+    mma: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, D, 16])
+    operand: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=2)
+    pid = gl.program_id(0)
+    programs = gl.num_programs(0)
+    zero = gl.zeros((BM, D), gl.float32, mma)
+    rows = gl.arange(0, BM, layout=gl.SliceLayout(1, mma))
+    gl.static_assert(G == 32, "pieces of SLOT_PAD rows, in WS_GROUP_ORDER")
+    # a thread's part of the operand, as the packed row holds it: rows r and r + 8 of its warp's 16, and
+    # quarter q = lane % 4 of each row (groups 8q .. 8q + 7: 8 bytes, one load)
+    quarter: gl.constexpr = gl.DistributedLinearLayout(reg_bases=[[8, 0]], lane_bases=[[0, 1], [0, 2], [1, 0], [2, 0], [4, 0]],
+                                                       warp_bases=[[16, 0], [32, 0]], block_bases=[], shape=[BM, 4])
+    packed_rows = gl.arange(0, BM, layout=gl.SliceLayout(1, quarter))
+    quarters = gl.arange(0, 4, layout=gl.SliceLayout(0, quarter))
+    units = packed_ptr.to(gl.pointer_type(gl.int64))  # the registry checks their alignment
+    # a block's words are loaded one block ahead (this partition's next block), so that their latency
+    # passes behind a block's products
+    w0 = _ws_quarter_loads(units, (pid + PART * programs) * BM, packed_rows, quarters, n_rows)
+    mbarrier.wait(pieces_bar, 0)
+    for i in range(PART, gl.cdiv(n_blocks - pid, programs), 4):
+        first = (pid + i * programs) * BM
+        norm = gl.load(norms_ptr + first + rows, mask=first + rows < n_rows, other=0.0)
+        now0 = w0  # this block's
+        w0 = _ws_quarter_loads(units, first + 4 * programs * BM, packed_rows, quarters, n_rows)  # the next one's
+        u0 = now0.to(gl.int32)
+        u1 = (now0 >> 32).to(gl.int32)
+        # a group's byte is its word's lowest: the bits above it are never read (CODE_MASK)
+        g0 = u0  # group 8q + 0
+        g1 = (u0 >> 8)  # group 8q + 1
+        g2 = (u0 >> 16)  # group 8q + 2
+        g3 = (u0 >> 24)  # group 8q + 3
+        g4 = u1  # group 8q + 4
+        g5 = (u1 >> 8)  # group 8q + 5
+        g6 = (u1 >> 16)  # group 8q + 6
+        g7 = (u1 >> 24)  # group 8q + 7
+        word = gl.convert_layout(_ws_operand_groups(g0, g1, g2, g3, g4, g5, g6, g7), operand)
+        x = warpgroup_mma(gl.load(centroids_ptr + ((word >> 6) & CODE_MASK)), pieces.index(0), zero, use_acc=False)  # slot 0
+        x = warpgroup_mma(gl.load(centroids_ptr + ((word >> 4) & CODE_MASK)), pieces.index(1), x)  # slot 1
+        x = warpgroup_mma(gl.load(centroids_ptr + ((word >> 2) & CODE_MASK)), pieces.index(2), x)  # slot 2
+        x = warpgroup_mma(gl.load(centroids_ptr + (word & CODE_MASK)), pieces.index(3), x)  # slot 3
+        y = (x * gl.expand_dims(norm, 1)).to(out_desc.dtype)
+        tma.store_wait(0)  # the previous block's output has left out_smem
+        gl.thread_barrier()
+        out_smem.store(y)
+        fence_async_shared()
+        gl.thread_barrier()
+        tma.async_copy_shared_to_global(out_desc, [first, 0], out_smem)
+    tma.store_wait(0)
+
+
+@gluon.jit
+def tq2_d96_decompress_ws(packed_ptr, pieces_desc, out_desc, norms_ptr, centroids_ptr, n_rows):
+    """tq2_d96_decompress for Hopper GPUs (see above): one program an SM (the grid at most one a block of
+    WS_BLOCK_ROWS rows), 4 warps a partition. packed: (n_rows, 24) uint8;
+    pieces_desc: (128, 128) fp16, block 32 x 128; out_desc: (n_rows, 96) fp16 or bf16, block
+    WS_BLOCK_ROWS x 128; norms: (n_rows,) fp32; centroids: (4,) fp16."""
+    BM: gl.constexpr = out_desc.block_type.shape[0]
+    G: gl.constexpr = pieces_desc.block_type.shape[0]
+    D: gl.constexpr = pieces_desc.block_type.shape[1]
+    gl.static_assert(BM == WS_BLOCK_ROWS, "blocks of WS_BLOCK_ROWS rows")
+    pieces = gl.allocate_shared_memory(gl.float16, [4, G, D], pieces_desc.layout)
+    outs = gl.allocate_shared_memory(out_desc.dtype, [4, BM, D], out_desc.layout)
+    pieces_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    mbarrier.init(pieces_bar, count=1)
+    mbarrier.expect(pieces_bar, 4 * pieces_desc.block_type.nbytes)
+    for j in gl.static_range(4):
+        tma.async_copy_global_to_shared(pieces_desc, [j * G, 0], pieces_bar, pieces.index(j))
+    n_blocks = gl.cdiv(n_rows, BM)
+    gl.warp_specialize([
+        (_ws_decompress_blocks, (packed_ptr, pieces, pieces_bar, outs.index(0), out_desc, norms_ptr, centroids_ptr,
+                                 n_rows, n_blocks, 0)),
+        (_ws_decompress_blocks, (packed_ptr, pieces, pieces_bar, outs.index(1), out_desc, norms_ptr, centroids_ptr,
+                                 n_rows, n_blocks, 1)),
+        (_ws_decompress_blocks, (packed_ptr, pieces, pieces_bar, outs.index(2), out_desc, norms_ptr, centroids_ptr,
+                                 n_rows, n_blocks, 2)),
+        (_ws_decompress_blocks, (packed_ptr, pieces, pieces_bar, outs.index(3), out_desc, norms_ptr, centroids_ptr,
+                                 n_rows, n_blocks, 3)),
+    ], [4, 4, 4], [WS_WORKER_REGS, WS_WORKER_REGS, WS_WORKER_REGS])

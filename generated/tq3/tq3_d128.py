@@ -19,7 +19,7 @@ import triton
 import triton.language as tl
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
-from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier, tma, warpgroup_mma
+from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier, tma, warpgroup_mma, warpgroup_mma_wait
 
 HEAD_DIM = tl.constexpr(128)
 DIM_PAD = tl.constexpr(128)  # power-of-two tile width; lanes >= HEAD_DIM are masked
@@ -381,16 +381,17 @@ def tq3_d128_decompress_rotated(
 # The registry launches WS_DECOMPRESS instead of tq3_d128_decompress for large row counts of 16-bit output on
 # NVIDIA GPUs of compute capability 9 (registry.WS_DECOMPRESS_FROM, where the measurements are); elsewhere, and
 # under the Triton interpreter, the kernel above runs. It takes a pointer to the packed rows, tensor descriptors of the
-# rotation's pieces and the output, and pointers to the norms and the fp16 codebook. The pieces: piece j is
+# rotation's pieces and the output, and pointers to the norms and the pair table. The pieces: piece j is
 # the padded rotation's rows j, j + 8, j + 16, ... (16 rows of 128, in WS_GROUP_ORDER; registry.LoadedVariant.rotation_pieces), the rows
 # that code j of every byte group multiplies, so the slots' centroids never go back into coordinate order.
 WS_DECOMPRESS = "tq3_d128_decompress_ws"
 WS_BLOCK_ROWS = gl.constexpr(64)  # rows a block: the product's M, one warpgroup
-WS_WORKER_REGS = gl.constexpr(232)  # registers a thread of the second compute partition (the first takes the rest)
+WS_WORKER_REGS = gl.constexpr(160)  # registers a thread of each compute partition after the first (the first takes the rest)
 # the byte group each of a piece's 16 rows (the operand's columns) belongs to: a thread's columns are one
 # quarter of the packed row (layout.PackLayout.quarter_group_order); the packed rows must start on 4 bytes
 WS_GROUP_ORDER = (0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15)
 WS_PACKED_ALIGN = 4
+WS_CENTROID_PAIRS = True  # centroids_ptr: the pair table (CENTROID_PAIRS), as the Triton kernel takes it
 
 
 @gluon.jit
@@ -418,11 +419,18 @@ def _ws_operand_groups(g0, g1, g2, g3):
 
 
 @gluon.jit
+def _ws_half(pair, HIGH: gl.constexpr):
+    """One fp16 of an int32 word of two: the low or the high 16 bits."""
+    bits = (pair >> 16) if HIGH else (pair & 0xFFFF)
+    return bits.to(gl.int16).to(gl.float16, bitcast=True)
+
+
+@gluon.jit
 def _ws_decompress_blocks(packed_ptr, pieces, pieces_bar, out_smem, out_desc, norms_ptr, centroids_ptr, n_rows,
                           n_blocks, PART: gl.constexpr):
-    """Compute partition PART of 2 (one warpgroup): blocks PART, PART + 2, ... of this program. The packed
+    """Compute partition PART of 3 (one warpgroup): blocks PART, PART + 3, ... of this program. The packed
     bytes go from memory (4-byte loads: a 3-byte group is no TMA box), a quarter of a row a thread, into the
-    product's operand layout; each slot's centroids, gathered there, multiply that slot's piece of the rotation (8 products,
+    product's operand layout; each slot's centroids, gathered there (two groups a gather), multiply that slot's piece of the rotation (8 products,
     fp32 accumulation); then the norm scales the block, which leaves by TMA (rows past n_rows and dims past
     HEAD_DIM are dropped by it)."""
     BM: gl.constexpr = out_smem.type.shape[0]
@@ -446,25 +454,52 @@ def _ws_decompress_blocks(packed_ptr, pieces, pieces_bar, out_smem, out_desc, no
     # passes behind a block's products
     w0, w1, w2 = _ws_quarter_loads(units, (pid + PART * programs) * BM, packed_rows, quarters, n_rows)
     mbarrier.wait(pieces_bar, 0)
-    for i in range(PART, gl.cdiv(n_blocks - pid, programs), 2):
+    for i in range(PART, gl.cdiv(n_blocks - pid, programs), 3):
         first = (pid + i * programs) * BM
         norm = gl.load(norms_ptr + first + rows, mask=first + rows < n_rows, other=0.0)
         now0, now1, now2 = w0, w1, w2  # this block's
-        w0, w1, w2 = _ws_quarter_loads(units, first + 2 * programs * BM, packed_rows, quarters, n_rows)  # the next one's
+        w0, w1, w2 = _ws_quarter_loads(units, first + 3 * programs * BM, packed_rows, quarters, n_rows)  # the next one's
         # a group's first byte is its word's highest: bits past the word are never read (CODE_MASK)
         g0 = now0 << 16 | ((now0 >> 8) & 0xFF) << 8 | ((now0 >> 16) & 0xFF)  # group 4q + 0
         g1 = (now0 >> 24) << 16 | (now1 & 0xFF) << 8 | ((now1 >> 8) & 0xFF)  # group 4q + 1
         g2 = (now1 >> 16) << 16 | ((now1 >> 24) & 0xFF) << 8 | (now2 & 0xFF)  # group 4q + 2
         g3 = (now2 >> 8) << 16 | ((now2 >> 16) & 0xFF) << 8 | ((now2 >> 24) & 0xFF)  # group 4q + 3
-        word = gl.convert_layout(_ws_operand_groups(g0, g1, g2, g3), operand)
-        x = warpgroup_mma(gl.load(centroids_ptr + ((word >> 21) & CODE_MASK)), pieces.index(0), zero, use_acc=False)  # slot 0
-        x = warpgroup_mma(gl.load(centroids_ptr + ((word >> 18) & CODE_MASK)), pieces.index(1), x)  # slot 1
-        x = warpgroup_mma(gl.load(centroids_ptr + ((word >> 15) & CODE_MASK)), pieces.index(2), x)  # slot 2
-        x = warpgroup_mma(gl.load(centroids_ptr + ((word >> 12) & CODE_MASK)), pieces.index(3), x)  # slot 3
-        x = warpgroup_mma(gl.load(centroids_ptr + ((word >> 9) & CODE_MASK)), pieces.index(4), x)  # slot 4
-        x = warpgroup_mma(gl.load(centroids_ptr + ((word >> 6) & CODE_MASK)), pieces.index(5), x)  # slot 5
-        x = warpgroup_mma(gl.load(centroids_ptr + ((word >> 3) & CODE_MASK)), pieces.index(6), x)  # slot 6
-        x = warpgroup_mma(gl.load(centroids_ptr + (word & CODE_MASK)), pieces.index(7), x)  # slot 7
+        # slot j of groups 2i and 2i + 1 (a thread's pair of the operand's columns): one gather from the pair
+        # table (CENTROID_PAIRS), its two fp16 halves put in place by _ws_operand_groups; the products issued
+        # asynchronously and waited for once (render.WS_DECOMPRESS_PARTS)
+        pair0 = gl.load(centroids_ptr + (((g0 >> 21) & CODE_MASK) << 3 | ((g1 >> 21) & CODE_MASK)))  # slot 0, groups 4q + 0, 1
+        pair1 = gl.load(centroids_ptr + (((g2 >> 21) & CODE_MASK) << 3 | ((g3 >> 21) & CODE_MASK)))  # slot 0, groups 4q + 2, 3
+        a0 = gl.convert_layout(_ws_operand_groups(_ws_half(pair0, False), _ws_half(pair0, True), _ws_half(pair1, False), _ws_half(pair1, True)), operand)
+        x = warpgroup_mma(a0, pieces.index(0), zero, use_acc=False, is_async=True)
+        pair0 = gl.load(centroids_ptr + (((g0 >> 18) & CODE_MASK) << 3 | ((g1 >> 18) & CODE_MASK)))  # slot 1, groups 4q + 0, 1
+        pair1 = gl.load(centroids_ptr + (((g2 >> 18) & CODE_MASK) << 3 | ((g3 >> 18) & CODE_MASK)))  # slot 1, groups 4q + 2, 3
+        a1 = gl.convert_layout(_ws_operand_groups(_ws_half(pair0, False), _ws_half(pair0, True), _ws_half(pair1, False), _ws_half(pair1, True)), operand)
+        x = warpgroup_mma(a1, pieces.index(1), x, is_async=True)
+        pair0 = gl.load(centroids_ptr + (((g0 >> 15) & CODE_MASK) << 3 | ((g1 >> 15) & CODE_MASK)))  # slot 2, groups 4q + 0, 1
+        pair1 = gl.load(centroids_ptr + (((g2 >> 15) & CODE_MASK) << 3 | ((g3 >> 15) & CODE_MASK)))  # slot 2, groups 4q + 2, 3
+        a2 = gl.convert_layout(_ws_operand_groups(_ws_half(pair0, False), _ws_half(pair0, True), _ws_half(pair1, False), _ws_half(pair1, True)), operand)
+        x = warpgroup_mma(a2, pieces.index(2), x, is_async=True)
+        pair0 = gl.load(centroids_ptr + (((g0 >> 12) & CODE_MASK) << 3 | ((g1 >> 12) & CODE_MASK)))  # slot 3, groups 4q + 0, 1
+        pair1 = gl.load(centroids_ptr + (((g2 >> 12) & CODE_MASK) << 3 | ((g3 >> 12) & CODE_MASK)))  # slot 3, groups 4q + 2, 3
+        a3 = gl.convert_layout(_ws_operand_groups(_ws_half(pair0, False), _ws_half(pair0, True), _ws_half(pair1, False), _ws_half(pair1, True)), operand)
+        x = warpgroup_mma(a3, pieces.index(3), x, is_async=True)
+        pair0 = gl.load(centroids_ptr + (((g0 >> 9) & CODE_MASK) << 3 | ((g1 >> 9) & CODE_MASK)))  # slot 4, groups 4q + 0, 1
+        pair1 = gl.load(centroids_ptr + (((g2 >> 9) & CODE_MASK) << 3 | ((g3 >> 9) & CODE_MASK)))  # slot 4, groups 4q + 2, 3
+        a4 = gl.convert_layout(_ws_operand_groups(_ws_half(pair0, False), _ws_half(pair0, True), _ws_half(pair1, False), _ws_half(pair1, True)), operand)
+        x = warpgroup_mma(a4, pieces.index(4), x, is_async=True)
+        pair0 = gl.load(centroids_ptr + (((g0 >> 6) & CODE_MASK) << 3 | ((g1 >> 6) & CODE_MASK)))  # slot 5, groups 4q + 0, 1
+        pair1 = gl.load(centroids_ptr + (((g2 >> 6) & CODE_MASK) << 3 | ((g3 >> 6) & CODE_MASK)))  # slot 5, groups 4q + 2, 3
+        a5 = gl.convert_layout(_ws_operand_groups(_ws_half(pair0, False), _ws_half(pair0, True), _ws_half(pair1, False), _ws_half(pair1, True)), operand)
+        x = warpgroup_mma(a5, pieces.index(5), x, is_async=True)
+        pair0 = gl.load(centroids_ptr + (((g0 >> 3) & CODE_MASK) << 3 | ((g1 >> 3) & CODE_MASK)))  # slot 6, groups 4q + 0, 1
+        pair1 = gl.load(centroids_ptr + (((g2 >> 3) & CODE_MASK) << 3 | ((g3 >> 3) & CODE_MASK)))  # slot 6, groups 4q + 2, 3
+        a6 = gl.convert_layout(_ws_operand_groups(_ws_half(pair0, False), _ws_half(pair0, True), _ws_half(pair1, False), _ws_half(pair1, True)), operand)
+        x = warpgroup_mma(a6, pieces.index(6), x, is_async=True)
+        pair0 = gl.load(centroids_ptr + ((g0 & CODE_MASK) << 3 | (g1 & CODE_MASK)))  # slot 7, groups 4q + 0, 1
+        pair1 = gl.load(centroids_ptr + ((g2 & CODE_MASK) << 3 | (g3 & CODE_MASK)))  # slot 7, groups 4q + 2, 3
+        a7 = gl.convert_layout(_ws_operand_groups(_ws_half(pair0, False), _ws_half(pair0, True), _ws_half(pair1, False), _ws_half(pair1, True)), operand)
+        x = warpgroup_mma(a7, pieces.index(7), x, is_async=True)
+        x = warpgroup_mma_wait(0, deps=[x, a0, a1, a2, a3, a4, a5, a6, a7])[0]
         y = (x * gl.expand_dims(norm, 1)).to(out_desc.dtype)
         tma.store_wait(0)  # the previous block's output has left out_smem
         gl.thread_barrier()
@@ -480,13 +515,13 @@ def tq3_d128_decompress_ws(packed_ptr, pieces_desc, out_desc, norms_ptr, centroi
     """tq3_d128_decompress for Hopper GPUs (see above): one program an SM (the grid at most one a block of
     WS_BLOCK_ROWS rows), 4 warps a partition. packed: (n_rows, 48) uint8;
     pieces_desc: (128, 128) fp16, block 16 x 128; out_desc: (n_rows, 128) fp16 or bf16, block
-    WS_BLOCK_ROWS x 128; norms: (n_rows,) fp32; centroids: (8,) fp16."""
+    WS_BLOCK_ROWS x 128; norms: (n_rows,) fp32; centroids: (64,) int32 (the pair table)."""
     BM: gl.constexpr = out_desc.block_type.shape[0]
     G: gl.constexpr = pieces_desc.block_type.shape[0]
     D: gl.constexpr = pieces_desc.block_type.shape[1]
     gl.static_assert(BM == WS_BLOCK_ROWS, "blocks of WS_BLOCK_ROWS rows")
     pieces = gl.allocate_shared_memory(gl.float16, [8, G, D], pieces_desc.layout)
-    outs = gl.allocate_shared_memory(out_desc.dtype, [2, BM, D], out_desc.layout)
+    outs = gl.allocate_shared_memory(out_desc.dtype, [3, BM, D], out_desc.layout)
     pieces_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     mbarrier.init(pieces_bar, count=1)
     mbarrier.expect(pieces_bar, 8 * pieces_desc.block_type.nbytes)
@@ -498,4 +533,6 @@ def tq3_d128_decompress_ws(packed_ptr, pieces_desc, out_desc, norms_ptr, centroi
                                  n_rows, n_blocks, 0)),
         (_ws_decompress_blocks, (packed_ptr, pieces, pieces_bar, outs.index(1), out_desc, norms_ptr, centroids_ptr,
                                  n_rows, n_blocks, 1)),
-    ], [4], [WS_WORKER_REGS])
+        (_ws_decompress_blocks, (packed_ptr, pieces, pieces_bar, outs.index(2), out_desc, norms_ptr, centroids_ptr,
+                                 n_rows, n_blocks, 2)),
+    ], [4, 4], [WS_WORKER_REGS, WS_WORKER_REGS])

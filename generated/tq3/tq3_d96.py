@@ -17,6 +17,9 @@ PRECISION says fp16 for the products, else fp32; fp32 always for decompress_rota
 
 import triton
 import triton.language as tl
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier, tma, warpgroup_mma, warpgroup_mma_wait
 
 HEAD_DIM = tl.constexpr(96)
 DIM_PAD = tl.constexpr(128)  # power-of-two tile width; lanes >= HEAD_DIM are masked
@@ -385,3 +388,166 @@ def tq3_d96_decompress_rotated(
     cols = tl.arange(0, SLOT_PAD * 8)
     tl.store(out_ptr + rows[:, None].to(tl.int64) * HEAD_DIM + cols[None, :],
              (values * norm).to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & (cols < HEAD_DIM)[None, :])
+
+
+# -- decompress on Hopper GPUs, warp-specialized (Gluon) ----------------------------------------------------
+# The registry launches WS_DECOMPRESS instead of tq3_d96_decompress for large row counts of 16-bit output on
+# NVIDIA GPUs of compute capability 9 (registry.WS_DECOMPRESS_FROM; WS_DECOMPRESS_PADDED_128_FROM for rows padded to 128, where the measurements are); elsewhere, and
+# under the Triton interpreter, the kernel above runs. It takes a pointer to the packed rows, tensor descriptors of the
+# rotation's pieces and the output, and pointers to the norms and the pair table. The pieces: piece j is
+# the padded rotation's rows j, j + 8, j + 16, ... (16 rows of 128, in WS_GROUP_ORDER; registry.LoadedVariant.rotation_pieces), the rows
+# that code j of every byte group multiplies, so the slots' centroids never go back into coordinate order.
+WS_DECOMPRESS = "tq3_d96_decompress_ws"
+WS_BLOCK_ROWS = gl.constexpr(64)  # rows a block: the product's M, one warpgroup
+WS_WORKER_REGS = gl.constexpr(128)  # registers a thread of each compute partition after the first (the first takes the rest)
+# the byte group each of a piece's 16 rows (the operand's columns) belongs to: a thread's columns are one
+# quarter of the packed row (layout.PackLayout.quarter_group_order); the packed rows must start on 4 bytes
+WS_GROUP_ORDER = (0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15)
+WS_PACKED_ALIGN = 4
+WS_CENTROID_PAIRS = True  # centroids_ptr: the pair table (CENTROID_PAIRS), as the Triton kernel takes it
+
+
+@gluon.jit
+def _ws_quarter_loads(units, first, packed_rows, quarters, n_rows):
+    """The packed bytes of rows first .. first + BM - 1 (none past n_rows), a quarter of a row a thread as
+    its layout (`quarter` below) gives: 3 words of 4 bytes each, (BM, 4)."""
+    ok = gl.expand_dims(first + packed_rows < n_rows, 1)
+    src = units + gl.expand_dims((first + packed_rows).to(gl.int64) * (PACKED_DIM // 4), 1) + gl.expand_dims(quarters * 3, 0)
+    w0 = gl.load(src, mask=ok & gl.expand_dims(quarters < 3, 0), other=0)  # bytes 0-3 of the quarter
+    w1 = gl.load(src + 1, mask=ok & gl.expand_dims(quarters < 3, 0), other=0)  # bytes 4-7 of the quarter
+    w2 = gl.load(src + 2, mask=ok & gl.expand_dims(quarters < 3, 0), other=0)  # bytes 8-11 of the quarter
+    return w0, w1, w2
+
+
+@gluon.jit
+def _ws_operand_groups(g0, g1, g2, g3):
+    """Group words of a quarter of each row, (BM, 4) each: g_m[r, q] = group 4q + m of row r, to (BM, 16)
+    in WS_GROUP_ORDER: position 8i + 2q + h holds g_(2i + h)[:, q], so that the conversion to the operand's
+    layout moves nothing between threads (layout.PackLayout.quarter_group_order)."""
+    p0 = gl.join(g0, g1)  # (BM, 4, 2): pair 0, h last
+    p1 = gl.join(g2, g3)  # (BM, 4, 2): pair 1, h last
+    s0_0 = gl.join(p0, p1)
+    # dims (row, q, h, then the pair index from its highest bit): pair index, q, h in that order
+    return gl.permute(s0_0, [0, 3, 1, 2]).reshape([g0.shape[0], 16])
+
+
+@gluon.jit
+def _ws_half(pair, HIGH: gl.constexpr):
+    """One fp16 of an int32 word of two: the low or the high 16 bits."""
+    bits = (pair >> 16) if HIGH else (pair & 0xFFFF)
+    return bits.to(gl.int16).to(gl.float16, bitcast=True)
+
+
+@gluon.jit
+def _ws_decompress_blocks(packed_ptr, pieces, pieces_bar, out_smem, out_desc, norms_ptr, centroids_ptr, n_rows,
+                          n_blocks, PART: gl.constexpr):
+    """Compute partition PART of 4 (one warpgroup): blocks PART, PART + 4, ... of this program. The packed
+    bytes go from memory (4-byte loads: a 3-byte group is no TMA box), a quarter of a row a thread, into the
+    product's operand layout; each slot's centroids, gathered there (two groups a gather), multiply that slot's piece of the rotation (8 products,
+    fp32 accumulation); then the norm scales the block, which leaves by TMA (rows past n_rows and dims past
+    HEAD_DIM are dropped by it)."""
+    BM: gl.constexpr = out_smem.type.shape[0]
+    G: gl.constexpr = pieces.type.shape[1]
+    D: gl.constexpr = pieces.type.shape[2]
+    mma: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, D, 16])
+    operand: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=2)
+    pid = gl.program_id(0)
+    programs = gl.num_programs(0)
+    zero = gl.zeros((BM, D), gl.float32, mma)
+    rows = gl.arange(0, BM, layout=gl.SliceLayout(1, mma))
+    gl.static_assert(G == 16, "pieces of SLOT_PAD rows, in WS_GROUP_ORDER")
+    # a thread's part of the operand, as the packed row holds it: rows r and r + 8 of its warp's 16, and
+    # quarter q = lane % 4 of each row (groups 4q .. 4q + 3: 12 bytes, 3 loads of 4)
+    quarter: gl.constexpr = gl.DistributedLinearLayout(reg_bases=[[8, 0]], lane_bases=[[0, 1], [0, 2], [1, 0], [2, 0], [4, 0]],
+                                                       warp_bases=[[16, 0], [32, 0]], block_bases=[], shape=[BM, 4])
+    packed_rows = gl.arange(0, BM, layout=gl.SliceLayout(1, quarter))
+    quarters = gl.arange(0, 4, layout=gl.SliceLayout(0, quarter))
+    units = packed_ptr.to(gl.pointer_type(gl.int32))  # the registry checks their alignment
+    # a block's words are loaded one block ahead (this partition's next block), so that their latency
+    # passes behind a block's products
+    w0, w1, w2 = _ws_quarter_loads(units, (pid + PART * programs) * BM, packed_rows, quarters, n_rows)
+    mbarrier.wait(pieces_bar, 0)
+    for i in range(PART, gl.cdiv(n_blocks - pid, programs), 4):
+        first = (pid + i * programs) * BM
+        norm = gl.load(norms_ptr + first + rows, mask=first + rows < n_rows, other=0.0)
+        now0, now1, now2 = w0, w1, w2  # this block's
+        w0, w1, w2 = _ws_quarter_loads(units, first + 4 * programs * BM, packed_rows, quarters, n_rows)  # the next one's
+        # a group's first byte is its word's highest: bits past the word are never read (CODE_MASK)
+        g0 = now0 << 16 | ((now0 >> 8) & 0xFF) << 8 | ((now0 >> 16) & 0xFF)  # group 4q + 0
+        g1 = (now0 >> 24) << 16 | (now1 & 0xFF) << 8 | ((now1 >> 8) & 0xFF)  # group 4q + 1
+        g2 = (now1 >> 16) << 16 | ((now1 >> 24) & 0xFF) << 8 | (now2 & 0xFF)  # group 4q + 2
+        g3 = (now2 >> 8) << 16 | ((now2 >> 16) & 0xFF) << 8 | ((now2 >> 24) & 0xFF)  # group 4q + 3
+        # slot j of groups 2i and 2i + 1 (a thread's pair of the operand's columns): one gather from the pair
+        # table (CENTROID_PAIRS), its two fp16 halves put in place by _ws_operand_groups; the products issued
+        # asynchronously and waited for once (render.WS_DECOMPRESS_PARTS)
+        pair0 = gl.load(centroids_ptr + (((g0 >> 21) & CODE_MASK) << 3 | ((g1 >> 21) & CODE_MASK)))  # slot 0, groups 4q + 0, 1
+        pair1 = gl.load(centroids_ptr + (((g2 >> 21) & CODE_MASK) << 3 | ((g3 >> 21) & CODE_MASK)))  # slot 0, groups 4q + 2, 3
+        a0 = gl.convert_layout(_ws_operand_groups(_ws_half(pair0, False), _ws_half(pair0, True), _ws_half(pair1, False), _ws_half(pair1, True)), operand)
+        x = warpgroup_mma(a0, pieces.index(0), zero, use_acc=False, is_async=True)
+        pair0 = gl.load(centroids_ptr + (((g0 >> 18) & CODE_MASK) << 3 | ((g1 >> 18) & CODE_MASK)))  # slot 1, groups 4q + 0, 1
+        pair1 = gl.load(centroids_ptr + (((g2 >> 18) & CODE_MASK) << 3 | ((g3 >> 18) & CODE_MASK)))  # slot 1, groups 4q + 2, 3
+        a1 = gl.convert_layout(_ws_operand_groups(_ws_half(pair0, False), _ws_half(pair0, True), _ws_half(pair1, False), _ws_half(pair1, True)), operand)
+        x = warpgroup_mma(a1, pieces.index(1), x, is_async=True)
+        pair0 = gl.load(centroids_ptr + (((g0 >> 15) & CODE_MASK) << 3 | ((g1 >> 15) & CODE_MASK)))  # slot 2, groups 4q + 0, 1
+        pair1 = gl.load(centroids_ptr + (((g2 >> 15) & CODE_MASK) << 3 | ((g3 >> 15) & CODE_MASK)))  # slot 2, groups 4q + 2, 3
+        a2 = gl.convert_layout(_ws_operand_groups(_ws_half(pair0, False), _ws_half(pair0, True), _ws_half(pair1, False), _ws_half(pair1, True)), operand)
+        x = warpgroup_mma(a2, pieces.index(2), x, is_async=True)
+        pair0 = gl.load(centroids_ptr + (((g0 >> 12) & CODE_MASK) << 3 | ((g1 >> 12) & CODE_MASK)))  # slot 3, groups 4q + 0, 1
+        pair1 = gl.load(centroids_ptr + (((g2 >> 12) & CODE_MASK) << 3 | ((g3 >> 12) & CODE_MASK)))  # slot 3, groups 4q + 2, 3
+        a3 = gl.convert_layout(_ws_operand_groups(_ws_half(pair0, False), _ws_half(pair0, True), _ws_half(pair1, False), _ws_half(pair1, True)), operand)
+        x = warpgroup_mma(a3, pieces.index(3), x, is_async=True)
+        pair0 = gl.load(centroids_ptr + (((g0 >> 9) & CODE_MASK) << 3 | ((g1 >> 9) & CODE_MASK)))  # slot 4, groups 4q + 0, 1
+        pair1 = gl.load(centroids_ptr + (((g2 >> 9) & CODE_MASK) << 3 | ((g3 >> 9) & CODE_MASK)))  # slot 4, groups 4q + 2, 3
+        a4 = gl.convert_layout(_ws_operand_groups(_ws_half(pair0, False), _ws_half(pair0, True), _ws_half(pair1, False), _ws_half(pair1, True)), operand)
+        x = warpgroup_mma(a4, pieces.index(4), x, is_async=True)
+        pair0 = gl.load(centroids_ptr + (((g0 >> 6) & CODE_MASK) << 3 | ((g1 >> 6) & CODE_MASK)))  # slot 5, groups 4q + 0, 1
+        pair1 = gl.load(centroids_ptr + (((g2 >> 6) & CODE_MASK) << 3 | ((g3 >> 6) & CODE_MASK)))  # slot 5, groups 4q + 2, 3
+        a5 = gl.convert_layout(_ws_operand_groups(_ws_half(pair0, False), _ws_half(pair0, True), _ws_half(pair1, False), _ws_half(pair1, True)), operand)
+        x = warpgroup_mma(a5, pieces.index(5), x, is_async=True)
+        pair0 = gl.load(centroids_ptr + (((g0 >> 3) & CODE_MASK) << 3 | ((g1 >> 3) & CODE_MASK)))  # slot 6, groups 4q + 0, 1
+        pair1 = gl.load(centroids_ptr + (((g2 >> 3) & CODE_MASK) << 3 | ((g3 >> 3) & CODE_MASK)))  # slot 6, groups 4q + 2, 3
+        a6 = gl.convert_layout(_ws_operand_groups(_ws_half(pair0, False), _ws_half(pair0, True), _ws_half(pair1, False), _ws_half(pair1, True)), operand)
+        x = warpgroup_mma(a6, pieces.index(6), x, is_async=True)
+        pair0 = gl.load(centroids_ptr + ((g0 & CODE_MASK) << 3 | (g1 & CODE_MASK)))  # slot 7, groups 4q + 0, 1
+        pair1 = gl.load(centroids_ptr + ((g2 & CODE_MASK) << 3 | (g3 & CODE_MASK)))  # slot 7, groups 4q + 2, 3
+        a7 = gl.convert_layout(_ws_operand_groups(_ws_half(pair0, False), _ws_half(pair0, True), _ws_half(pair1, False), _ws_half(pair1, True)), operand)
+        x = warpgroup_mma(a7, pieces.index(7), x, is_async=True)
+        x = warpgroup_mma_wait(0, deps=[x, a0, a1, a2, a3, a4, a5, a6, a7])[0]
+        y = (x * gl.expand_dims(norm, 1)).to(out_desc.dtype)
+        tma.store_wait(0)  # the previous block's output has left out_smem
+        gl.thread_barrier()
+        out_smem.store(y)
+        fence_async_shared()
+        gl.thread_barrier()
+        tma.async_copy_shared_to_global(out_desc, [first, 0], out_smem)
+    tma.store_wait(0)
+
+
+@gluon.jit
+def tq3_d96_decompress_ws(packed_ptr, pieces_desc, out_desc, norms_ptr, centroids_ptr, n_rows):
+    """tq3_d96_decompress for Hopper GPUs (see above): one program an SM (the grid at most one a block of
+    WS_BLOCK_ROWS rows), 4 warps a partition. packed: (n_rows, 36) uint8;
+    pieces_desc: (128, 128) fp16, block 16 x 128; out_desc: (n_rows, 96) fp16 or bf16, block
+    WS_BLOCK_ROWS x 128; norms: (n_rows,) fp32; centroids: (64,) int32 (the pair table)."""
+    BM: gl.constexpr = out_desc.block_type.shape[0]
+    G: gl.constexpr = pieces_desc.block_type.shape[0]
+    D: gl.constexpr = pieces_desc.block_type.shape[1]
+    gl.static_assert(BM == WS_BLOCK_ROWS, "blocks of WS_BLOCK_ROWS rows")
+    pieces = gl.allocate_shared_memory(gl.float16, [8, G, D], pieces_desc.layout)
+    outs = gl.allocate_shared_memory(out_desc.dtype, [4, BM, D], out_desc.layout)
+    pieces_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    mbarrier.init(pieces_bar, count=1)
+    mbarrier.expect(pieces_bar, 8 * pieces_desc.block_type.nbytes)
+    for j in gl.static_range(8):
+        tma.async_copy_global_to_shared(pieces_desc, [j * G, 0], pieces_bar, pieces.index(j))
+    n_blocks = gl.cdiv(n_rows, BM)
+    gl.warp_specialize([
+        (_ws_decompress_blocks, (packed_ptr, pieces, pieces_bar, outs.index(0), out_desc, norms_ptr, centroids_ptr,
+                                 n_rows, n_blocks, 0)),
+        (_ws_decompress_blocks, (packed_ptr, pieces, pieces_bar, outs.index(1), out_desc, norms_ptr, centroids_ptr,
+                                 n_rows, n_blocks, 1)),
+        (_ws_decompress_blocks, (packed_ptr, pieces, pieces_bar, outs.index(2), out_desc, norms_ptr, centroids_ptr,
+                                 n_rows, n_blocks, 2)),
+        (_ws_decompress_blocks, (packed_ptr, pieces, pieces_bar, outs.index(3), out_desc, norms_ptr, centroids_ptr,
+                                 n_rows, n_blocks, 3)),
+    ], [4, 4, 4], [WS_WORKER_REGS, WS_WORKER_REGS, WS_WORKER_REGS])

@@ -426,15 +426,15 @@ def tq4_d96_decompress_rotated(
 
 # -- decompress on Hopper GPUs, warp-specialized (Gluon) ----------------------------------------------------
 # The registry launches WS_DECOMPRESS instead of tq4_d96_decompress for large row counts of 16-bit output on
-# NVIDIA GPUs of compute capability 9 (registry.WS_DECOMPRESS_FROM, where the measurements are); elsewhere, and
+# NVIDIA GPUs of compute capability 9 (registry.WS_DECOMPRESS_FROM; WS_DECOMPRESS_PADDED_128_FROM for rows padded to 128, where the measurements are); elsewhere, and
 # under the Triton interpreter, the kernel above runs. It takes tensor descriptors of the packed rows, the
 # rotation's pieces and the output, and pointers to the norms and the fp16 codebook. The pieces: piece j is
 # the padded rotation's rows j, j + 2, j + 4, ... (64 rows of 128; registry.LoadedVariant.rotation_pieces), the rows
 # that code j of every byte group multiplies, so the slots' centroids never go back into coordinate order.
 WS_DECOMPRESS = "tq4_d96_decompress_ws"
 WS_BLOCK_ROWS = gl.constexpr(64)  # rows a block: the product's M, one warpgroup
-WS_STAGES = gl.constexpr(4)  # packed row blocks in flight; even, so that each buffer serves one compute partition
-WS_WORKER_REGS = gl.constexpr(232)  # registers a thread of the second compute partition (the first takes the rest)
+WS_STAGES = gl.constexpr(6)  # packed row blocks in flight; a multiple of the compute partitions, so that each buffer serves one compute partition
+WS_WORKER_REGS = gl.constexpr(160)  # registers a thread of each compute partition after the first (the first takes the rest)
 
 
 @gluon.jit
@@ -455,7 +455,7 @@ def _ws_load(packed_desc, ring, ready, empty, n_blocks):
 @gluon.jit
 def _ws_decompress_blocks(ring, ready, empty, pieces, pieces_bar, out_smem, out_desc, norms_ptr, centroids_ptr, n_rows,
                           n_blocks, PART: gl.constexpr):
-    """Compute partition PART of 2 (one warpgroup): blocks PART, PART + 2, ... of this program. The packed
+    """Compute partition PART of 3 (one warpgroup): blocks PART, PART + 3, ... of this program. The packed
     bytes go from the ring straight into the product's operand layout; each slot's centroids, gathered
     there, multiply that slot's piece of the rotation (2 products, fp32 accumulation); then the norm scales
     the block, which leaves by TMA (rows past n_rows and dims past HEAD_DIM are dropped by it)."""
@@ -469,7 +469,7 @@ def _ws_decompress_blocks(ring, ready, empty, pieces, pieces_bar, out_smem, out_
     zero = gl.zeros((BM, D), gl.float32, mma)
     rows = gl.arange(0, BM, layout=gl.SliceLayout(1, mma))
     mbarrier.wait(pieces_bar, 0)
-    for i in range(PART, gl.cdiv(n_blocks - pid, programs), 2):
+    for i in range(PART, gl.cdiv(n_blocks - pid, programs), 3):
         s = i % S
         first = (pid + i * programs) * BM
         norm = gl.load(norms_ptr + first + rows, mask=first + rows < n_rows, other=0.0)
@@ -498,10 +498,10 @@ def tq4_d96_decompress_ws(packed_desc, pieces_desc, out_desc, norms_ptr, centroi
     BM: gl.constexpr = packed_desc.block_type.shape[0]
     G: gl.constexpr = packed_desc.block_type.shape[1]
     D: gl.constexpr = pieces_desc.block_type.shape[1]
-    gl.static_assert(BM == WS_BLOCK_ROWS and WS_STAGES % 2 == 0, "blocks of WS_BLOCK_ROWS rows, an even ring")
+    gl.static_assert(BM == WS_BLOCK_ROWS and WS_STAGES % 3 == 0, "blocks of WS_BLOCK_ROWS rows, a ring of a multiple of 3")
     pieces = gl.allocate_shared_memory(gl.float16, [2, G, D], pieces_desc.layout)
     ring = gl.allocate_shared_memory(gl.uint8, [WS_STAGES, BM, G], packed_desc.layout)
-    outs = gl.allocate_shared_memory(out_desc.dtype, [2, BM, D], out_desc.layout)
+    outs = gl.allocate_shared_memory(out_desc.dtype, [3, BM, D], out_desc.layout)
     ready = gl.allocate_shared_memory(gl.int64, [WS_STAGES, 1], mbarrier.MBarrierLayout())
     empty = gl.allocate_shared_memory(gl.int64, [WS_STAGES, 1], mbarrier.MBarrierLayout())
     pieces_bar = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
@@ -519,4 +519,6 @@ def tq4_d96_decompress_ws(packed_desc, pieces_desc, out_desc, norms_ptr, centroi
         (_ws_load, (packed_desc, ring, ready, empty, n_blocks)),
         (_ws_decompress_blocks, (ring, ready, empty, pieces, pieces_bar, outs.index(1), out_desc, norms_ptr,
                                  centroids_ptr, n_rows, n_blocks, 1)),
-    ], [1, 4], [24, WS_WORKER_REGS])
+        (_ws_decompress_blocks, (ring, ready, empty, pieces, pieces_bar, outs.index(2), out_desc, norms_ptr,
+                                 centroids_ptr, n_rows, n_blocks, 2)),
+    ], [1, 4, 4], [24, WS_WORKER_REGS, WS_WORKER_REGS])
