@@ -142,7 +142,9 @@ WS_DECOMPRESS_FROM = 1 << 16
 # (experiments/h100-ws_decompress_parts.txt, fp16): at 1M rows faster for all three (tq4 101.2-101.9 against
 # 123.5-124.2, tq3 116.4-116.9 against 128.3-129.3, tq2 95.3-96.8 against 119.5-122.4), at 65,536 no
 # faster (tq4 17.5-19.7 against 17.4-17.6, tq3 17.7-18.5 against 17.5-18.3, tq2 17.9-18.4 against
-# 18.0-18.6).
+# 18.0-18.6). tq3 with its pair gathers, on another machine (h100-ws_decompress_parts-pairs.txt): 11.1-11.9
+# against 12.8-13.0 at 65,536 rows, where tq4 took 12.7-15.4 against 12.5-13.8; D=96 keeps one threshold,
+# the one measured for all three (262,144 rows not measured).
 WS_DECOMPRESS_PADDED_128_FROM = MAX_ROW_BUCKET
 # Compress of 16-bit rows from this row bucket on, on the same GPUs, runs the module's warp-specialized Gluon
 # kernel where it has one (WS_COMPRESS: every shipped spec at D=256, render._ws_compress) instead of its
