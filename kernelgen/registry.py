@@ -734,13 +734,13 @@ class BoundKernel:
         its loads), on 4 bytes for packed rows that compress stores as words.
         compress: (x, rotation, packed, norms), the rows (and one-byte groups) by TMA, the rotation as
         hopper_compress_rotation gives it. decompress: (packed, norms, rotation, centroids, out), the output
-        (and one-byte groups) by TMA, the rotation's pieces for the rotation, the fp16 codebook for a pair
-        table (CENTROID_PAIRS)."""
+        (and one-byte groups in rows TMA takes) by TMA, the rotation's pieces for the rotation, the state's
+        fp16 codebook where it holds one (_ws_state) in place of the table."""
         from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
         lay = self.variant.layout
         block = self.variant.module.WS_BLOCK_ROWS.value
-        packed_by_tma = "packed_desc" in self.ws_kernel.arg_names  # else a pointer (tq3's 3-byte groups)
+        packed_by_tma = "packed_desc" in self.ws_kernel.arg_names  # else a pointer (3-byte groups, tq2 D=96)
         if self.op == "compress":
             x, _, packed, norms = args
             if x.data_ptr() % 16 or packed.data_ptr() % (16 if packed_by_tma else 4):
@@ -770,7 +770,8 @@ class BoundKernel:
         run there: runs_ws): SMs, the rotation as the kernel takes it (the variant's, the same for every
         quantizer of it: LoadedVariant.hopper_compress_rotation for compress, rotation_pieces for
         decompress) and its descriptor, the shared-memory layouts of the other descriptors' blocks, and
-        for a decompress whose Triton kernel takes the pair table (CENTROID_PAIRS) the fp16 codebook."""
+        for a decompress whose Triton kernel takes the pair table (CENTROID_PAIRS) while its Gluon kernel
+        gathers a code at a time (no WS_CENTROID_PAIRS) the fp16 codebook."""
         index = index_of(device)
         if index not in self._ws:
             state = None

@@ -563,6 +563,7 @@ def render_spec(spec: Spec, root: Path) -> list[RenderedFile]:
             else layout.slot_pad,
             precision=repr(precisions), ws_decompress=ws_decompress,
             ws_parts=ws_decompress and _ws_decompress_form(layout),
+            ws_by_tma=_ws_decompress_key(layout)[0],
             ws_compress=_ws_compress(layout, precisions, joined, lane_groups, ws_decompress),
             interleave=_interleave([f"v{j}" for j in range(layout.codes_per_group)]),
             tune_key='["ROW_BUCKET"]' if spec.autotune.key == "row_bucket" else "[]",

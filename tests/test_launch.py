@@ -1028,10 +1028,11 @@ def test_warp_specialized_launches_go_through_the_compiled_launcher_once_a_speci
         assert len(calls) == before + runs and (not runs or calls[-1][0] == "gluon")
 
 
-def test_a_hopper_decompress_whose_triton_kernel_takes_the_pair_table_gathers_from_the_fp16_codebook():
-    """tq3 D=128's Triton decompress takes the pair table (CENTROID_PAIRS: int32 words of two fp16) for its
-    centroids; BoundKernel._ws_args hands the Gluon kernel the state's fp16 codebook instead (which
-    _ws_state makes from the variant's centroids), and a module without pairs its table as it is."""
+def test_a_hopper_decompress_state_s_fp16_codebook_replaces_the_table_it_is_given():
+    """BoundKernel._ws_args with a hand-made state: where the state holds an fp16 codebook (which _ws_state
+    makes where the Triton decompress takes the pair table and the Gluon kernel gathers a code at a time:
+    the next test), the Gluon kernel gets that in place of the table it was given (tq3 D=128's int32 pair
+    table here); without one, the table as it is (tq3 D=256's fp16 codebook)."""
     from triton.experimental.gluon import language as gl
 
     for head_dim in (128, 256):
@@ -1050,6 +1051,33 @@ def test_a_hopper_decompress_whose_triton_kernel_takes_the_pair_table_gathers_fr
                 torch.zeros(n, lay.head_dim, dtype=torch.float16))
         made, pointers = kernel._ws_args(n, state, args)
         assert made[4] is (codebook if pairs else table) and pointers[1] is made[4]
+
+
+def test_tq2_d96_hopper_decompress_reads_its_24_byte_rows_by_pointers_on_8_bytes():
+    """tq2 D=96's packed rows (24 bytes) are no TMA box: BoundKernel._ws_args hands its Gluon kernel the
+    packed tensor itself (a pointer, among those it specializes on), descriptors of the output only, and
+    declines (the Triton kernel runs) packed rows that do not start on WS_PACKED_ALIGN = 8 bytes, the width
+    of its loads."""
+    from triton.experimental.gluon import language as gl
+
+    kernel = registry.BoundKernel(registry.load_variant("tq2", 96), "decompress")
+    lay = kernel.variant.layout
+    assert lay.packed_dim == 24 and kernel.variant.module.WS_PACKED_ALIGN == 8
+    assert kernel.ws_kernel.arg_names[0] == "packed_ptr"
+    state = {"rotation_desc": "pieces", "row_layouts": {
+        torch.float16: gl.NVMMASharedLayout.get_default_for([64, lay.dim_pad], gl.float16)}}
+    n = 100
+    for offset in (0, 8, 16, 4, 1):
+        packed = torch.zeros(n * lay.packed_dim + offset, dtype=torch.uint8)[offset:].view(n, lay.packed_dim)
+        table = kernel.variant.centroids.half()
+        args = (packed, torch.zeros(n), None, table, torch.zeros(n, 96, dtype=torch.float16))
+        made = kernel._ws_args(n, state, args)
+        if offset % 8:
+            assert made is None, offset
+            continue
+        made, pointers = made
+        assert made[0] is packed and any(t is packed for t in pointers) and made[4] is table, offset
+        assert made[2].block_shape == [64, 128] and made[2].shape == [n, 96]
 
 
 def test_the_hopper_decompress_set_up_holds_the_fp16_codebook_where_only_the_triton_kernel_takes_pairs(
